@@ -1,0 +1,112 @@
+"""Device, precision policy and seeding: chosen once, here, for every notebook (taught in 00)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+_ANNOUNCED: set[str] = set()
+
+
+def get_device(override: str | None = None, verbose: bool = True) -> torch.device:
+    """Pick the device: `override`, else $MINILM_DEVICE, else cuda > mps > cpu (printed once)."""
+    name = override or os.environ.get("MINILM_DEVICE")
+    if name:
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device {name!r} was asked for (argument or MINILM_DEVICE) but CUDA is not "
+                "available here; unset MINILM_DEVICE or pass 'cpu'."
+            )
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError(f"device {name!r} was asked for but MPS is not available here.")
+    elif torch.cuda.is_available():
+        device = torch.device("cuda")
+    elif torch.backends.mps.is_available():
+        device = torch.device("mps")
+    else:
+        device = torch.device("cpu")
+    if verbose and str(device) not in _ANNOUNCED:
+        _ANNOUNCED.add(str(device))
+        print(f"minilm: using device {describe_device(device)}")
+    return device
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A one-line description: 'cuda (NVIDIA T4, 15.0 GiB)', 'cpu (2 threads)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"cuda ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
+    if device.type == "mps":
+        return f"mps (Apple {platform.machine()})"
+    return f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The precision policy for one device: autocast dtype (None = fp32) and whether to scale grads."""
+
+    dtype: torch.dtype | None  # torch.bfloat16, torch.float16 or None (plain fp32)
+    use_grad_scaler: bool  # True only for fp16, whose small gradients underflow without scaling
+
+    @property
+    def name(self) -> str:
+        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
+
+
+def precision_for(device: torch.device | str) -> Precision:
+    """bf16 autocast on GPUs that support it, fp16 + GradScaler on those that don't (T4), fp32 else."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            return Precision(torch.bfloat16, False)
+        return Precision(torch.float16, True)
+    return Precision(None, False)
+
+
+def autocast(device: torch.device | str):
+    """A context manager applying the precision policy of `device` (a no-op on CPU and MPS)."""
+    device = torch.device(device)
+    policy = precision_for(device)
+    if policy.dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=policy.dtype)
+
+
+def grad_scaler(device: torch.device | str) -> torch.amp.GradScaler:
+    """A GradScaler that is enabled only when the precision policy needs one (fp16)."""
+    device = torch.device(device)
+    return torch.amp.GradScaler(device.type, enabled=precision_for(device).use_grad_scaler)
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's random, NumPy and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def about() -> None:
+    """Print versions, device, precision policy and preset: paste this into a bug report."""
+    import sys
+
+    from . import __version__
+    from .presets import preset
+
+    device = get_device(verbose=False)
+    print(f"minilm     {__version__}")
+    print(f"python     {sys.version.split()[0]} ({platform.system()} {platform.machine()})")
+    print(f"torch      {torch.__version__} (CUDA {torch.version.cuda or 'none'})")
+    print(f"numpy      {np.__version__}")
+    print(f"device     {describe_device(device)}")
+    print(f"precision  {precision_for(device).name}")
+    print(f"preset     {preset().name}")
