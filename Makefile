@@ -39,8 +39,9 @@ $(STAMP): pyproject.toml | $(if $(findstring .venv,$(PY)),.venv/bin/python)
 	$(PY) -m pip install -e '.[lab,dev]'
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
+# Root (e.g. a container) needs --allow-root; add more with `make lab LAB_ARGS=--no-browser`.
 lab: setup
-	$(PY) -m jupyter lab notebooks/00_start_here.ipynb
+	$(PY) -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 test: setup
 	MINILM_PRESET=smoke $(PY) -m pytest -n 2 --nbval-lax --dist loadfile $(PYTEST_ARGS)

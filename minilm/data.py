@@ -55,7 +55,7 @@ class Dataset:
 
 
 def _gh(repo: str, commit: str, path: str) -> str:
-    return f"{_RAW}/{repo}/{commit}/{urllib.parse.quote(path)}"
+    return f"{_RAW}/{repo}/{commit}/{urllib.parse.quote(path, safe='/{}')}"  # keep {n} a template
 
 
 _CROWS = "nyu-mll/crows-pairs", "8aaac11c485473159ec9328a65253a5be9a479dc"
@@ -206,6 +206,12 @@ def _check(path: Path, spec: DataFile, dataset: str, where: str) -> None:
         )
 
 
+def _check_bytes(data: bytes, spec: DataFile, dataset: str, what: str) -> None:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != spec.sha256:
+        raise DataError(f"dataset {dataset!r}: {what} has sha256 {actual}, expected {spec.sha256}; refused.")
+
+
 def _offline_error(dataset: str, spec: DataFile, exc: Exception) -> DataError:
     return DataError(
         f"dataset {dataset!r}: could not download {spec.url} ({type(exc).__name__}: {exc}). "
@@ -234,11 +240,12 @@ def _download(dataset: str, spec: DataFile, dest: Path) -> None:
                                    path=cache_dir() / "_downloads", progressbar=True)
             with zipfile.ZipFile(zpath) as z:
                 data = z.read(spec.zip_member)
-            if hashlib.sha256(data).hexdigest() != spec.sha256:
-                raise DataError(f"dataset {dataset!r}: member {spec.zip_member} of {spec.url} has the wrong sha256")
+            _check_bytes(data, spec, dataset, f"member {spec.zip_member} of {spec.url}")
             _atomic_write(dest, data)
         elif dataset == "tang":
-            _atomic_write(dest, build_tang(spec.url))
+            data = build_tang(spec.url)
+            _check_bytes(data, spec, dataset, "the corpus built from the upstream JSON files")
+            _atomic_write(dest, data)  # only the checked bytes are ever written
         else:
             pooch.retrieve(spec.url, known_hash=f"sha256:{spec.sha256}", fname=dest.name,
                            path=dest.parent, progressbar=True)

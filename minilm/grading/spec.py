@@ -1,0 +1,65 @@
+"""Exercise specs: the public cases a student's `check()` runs and the grading inputs the batch grader draws.
+
+A spec holds no answer. Reference solutions live only in `solutions/NN_topic.ipynb`; the expected
+outputs of public cases are stored here as data (tests/test_grading_authoring.py proves they equal
+the reference's outputs). See docs/instructors.md, "Authoring an exercise".
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+def call_function(obj: Callable[..., Any], *args: Any) -> Any:
+    """Default way to run an exercise: call the student's function with the case's arguments."""
+    return obj(*args)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One public case: the arguments and the expected (reference) output, as plain data."""
+
+    args: tuple  # positional arguments passed to the exercise
+    expected: Any  # what the reference solution returns for them (a plain value, list, dict, tensor)
+    note: str = ""  # shown to the student, e.g. "empty text"
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One graded function or class: its id is the name the answer cell defines."""
+
+    id: str  # the exercise id == the name of the function/class the student writes
+    points: float  # points for passing every grading case (all or nothing)
+    public: tuple[Case, ...]  # cases `check()` runs in the student's notebook
+    grading: Callable[[random.Random], list[tuple]]  # rng -> argument tuples drawn at grading time
+    describe_grading: str = ""  # what the grading cases cover, told to students by check()
+    call: Callable[..., Any] = call_function  # (student object, *args) -> value to compare
+    rtol: float = 1e-5  # relative tolerance for floats and floating tensors
+    atol: float = 1e-6  # absolute tolerance for floats and floating tensors
+
+    def n_grading(self) -> int:
+        """How many cases the grader runs (the count is the same for every seed)."""
+        return len(self.grading(random.Random(0)))
+
+
+@dataclass(frozen=True)
+class ExerciseSet:
+    """The exercises of one notebook in solutions/ (same name: `solutions/<name>.ipynb`)."""
+
+    name: str  # e.g. "01_text_tokens", the stem of the solutions and exercises notebook
+    exercises: tuple[Exercise, ...] = field(default_factory=tuple)  # in notebook order
+
+    def get(self, exercise_id: str) -> Exercise:
+        """The exercise with this id (KeyError with the known ids otherwise)."""
+        for ex in self.exercises:
+            if ex.id == exercise_id:
+                return ex
+        raise KeyError(f"set {self.name} has no exercise {exercise_id!r}; it has "
+                       f"{', '.join(e.id for e in self.exercises)}")
+
+    @property
+    def max_points(self) -> float:
+        """Sum of the points of every exercise."""
+        return sum(ex.points for ex in self.exercises)

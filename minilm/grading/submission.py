@@ -1,0 +1,83 @@
+"""Reading submitted notebooks: find them in a folder, turn each into a list of code cells (or a reason).
+
+Only the grader reads the files (json + nbformat, no code runs here). Old formats (v1-v3) are upgraded
+to v4; IPython line magics and shell escapes (`%...`, `!...`) are commented out, since the child runs
+plain Python.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_NOTEBOOK_BYTES = 20 << 20  # larger files are refused as invalid notebooks
+_MAGIC = re.compile(r"^(\s*)([%!])", re.M)
+
+
+@dataclass
+class Submission:
+    """One student's file: the code cells to run, or why there are none."""
+
+    student: str  # file name without .ipynb (the student id an LMS export uses)
+    path: Path  # the file
+    cells: list[str] | None = None  # code cells, or None for an invalid notebook
+    problem: str = ""  # why the notebook is invalid
+    notes: list[str] = field(default_factory=list)  # e.g. "converted from nbformat 3"
+
+
+def find_submissions(folder: str | Path) -> list[tuple[str, Path]]:
+    """[(student, path)] for every visible entry of `folder`; a sub-folder stands for its one .ipynb."""
+    out = []
+    for entry in sorted(Path(folder).iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            inner = sorted(entry.glob("*.ipynb"))
+            out.append((entry.name, inner[0] if len(inner) == 1 else entry))
+        else:
+            student = entry.name[: -len(".ipynb")] if entry.name.endswith(".ipynb") else entry.name
+            out.append((student, entry))
+    return out
+
+
+def read_submission(student: str, path: Path) -> Submission:
+    """Parse one submission; never raises (a bad file gets `cells=None` and a `problem`)."""
+    import nbformat
+
+    sub = Submission(student, path)
+    try:
+        if path.is_dir():
+            sub.problem = "a folder without exactly one .ipynb file"
+            return sub
+        if not path.name.endswith(".ipynb"):
+            sub.problem = f"not a notebook file ({path.name})"
+            return sub
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            sub.problem = f"file larger than {MAX_NOTEBOOK_BYTES >> 20} MB"
+            return sub
+        text = path.read_bytes().decode("utf-8")
+        raw = json.loads(text)
+        if not isinstance(raw, dict) or not isinstance(raw.get("nbformat"), int):
+            sub.problem = "JSON, but not a notebook (no nbformat version)"
+            return sub
+        version = raw["nbformat"]
+        nb = nbformat.reads(text, as_version=4)
+        if version != 4:
+            sub.notes.append(f"converted from nbformat {version} to 4")
+        cells = []
+        for cell in nb.cells:
+            if cell.get("cell_type") == "code":
+                source = cell.get("source", "")
+                if not isinstance(source, str):
+                    raise ValueError("a code cell's source is not text")
+                cells.append(_MAGIC.sub(r"\1# \2", source))
+        sub.cells = cells
+    except UnicodeDecodeError:
+        sub.problem = "not UTF-8 text"
+    except json.JSONDecodeError as e:
+        sub.problem = f"not valid JSON ({e.msg}, line {e.lineno})"
+    except Exception as e:  # noqa: BLE001 - nbformat raises many kinds; all mean "invalid"
+        sub.problem = f"not a readable notebook ({type(e).__name__}: {str(e)[:200]})"
+    return sub

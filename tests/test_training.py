@@ -1,0 +1,130 @@
+"""The training loop: the pure lr schedule, estimate_loss, a run that learns, history, plots."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from minilm.checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint, save_checkpoint
+from minilm.models import MLP, LSTM, LSTMConfig, MLPConfig
+from minilm.plotting import plot_curves, plot_losses
+from minilm.training import History, TrainConfig, estimate_loss, get_lr, make_optimizer, train
+
+CFG = TrainConfig(max_steps=100, learning_rate=1.0, min_lr=0.1, warmup_steps=10)
+
+
+def test_get_lr_warmup_cosine_floor():
+    lrs = [get_lr(s, CFG) for s in range(120)]
+    assert lrs == [get_lr(s, CFG) for s in range(120)]  # pure: same input, same output
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))  # warmup rises linearly
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then never rises
+    assert lrs[10] == pytest.approx(1.0)
+    assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert lrs[99] > 0.1 and all(lr == pytest.approx(0.1) for lr in lrs[100:])  # the floor
+
+
+def test_get_lr_constant_and_decay_steps():
+    constant = replace(CFG, lr_schedule="constant")
+    assert [get_lr(s, constant) for s in (10, 50, 500)] == [1.0, 1.0, 1.0]
+    assert get_lr(0, constant) == pytest.approx(0.1)  # warmup applies to both
+    short = replace(CFG, lr_decay_steps=50)
+    assert get_lr(50, short) == pytest.approx(0.1) and get_lr(49, short) > 0.1
+    with pytest.raises(ValueError):
+        get_lr(20, replace(CFG, lr_schedule="linear"))
+
+
+def _task(seed: int = 0):
+    """Data with structure: token t+1 = (token t + 1) mod V with prob 0.9."""
+    g = torch.Generator().manual_seed(seed)
+    V = 7
+    data = [0]
+    for _ in range(3000):
+        step = 1 if torch.rand(1, generator=g).item() < 0.9 else 3
+        data.append((data[-1] + step) % V)
+    data = torch.tensor(data)
+    train_data, val_data = data[:2500], data[2500:]
+
+    def get_batch(split):
+        src = train_data if split == "train" else val_data
+        ix = torch.randint(0, len(src) - 9, (16,), generator=g)
+        return torch.stack([src[i:i + 8] for i in ix]), torch.stack([src[i + 1:i + 9] for i in ix])
+
+    return V, get_batch, g
+
+
+def test_train_learns_and_returns_history(tmp_path):
+    torch.manual_seed(0)
+    V, get_batch, g = _task()
+    model = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=8, n_hidden=32))
+    cfg = TrainConfig(max_steps=60, learning_rate=1e-2, eval_interval=20, eval_iters=4,
+                      checkpoint_dir=str(tmp_path), run_name="mlp", progress=False)
+    h = train(model, get_batch, cfg, "cpu", generator=g)
+    assert h.steps == [0, 20, 40, 60] and len(h.step_loss) == 60
+    assert len(h.train_loss) == len(h.val_loss) == len(h.lr) == len(h.wall_time) == 4
+    assert h.val_loss[-1] < 0.6 * h.val_loss[0]  # uniform is log 7 = 1.95; the task allows ~0.5
+    assert all(t > 0 for t in h.tokens_per_s[1:]) and h.wall_time == sorted(h.wall_time)
+    assert model.training  # left in train mode
+    ckpt = load_checkpoint(checkpoint_path("mlp", tmp_path))
+    assert ckpt["step"] == 60 and History.from_dict(ckpt["history"]) == h
+    rebuilt = model_from_checkpoint(ckpt, MLP, MLPConfig)
+    x, _ = get_batch("val")
+    assert torch.equal(rebuilt(x)[0], model(x)[0])
+    again = train(model, get_batch, replace(cfg, resume=True), "cpu", generator=g)
+    assert again == h  # a finished run resumes to its end at once
+    assert isinstance(plot_losses(h), Figure)
+    assert isinstance(plot_curves({"a": ([0, 1], [2.0, 1.0])}, "x", "y"), Figure)
+
+
+def test_train_with_own_optimizer_and_grad_accum():
+    torch.manual_seed(0)
+    V, get_batch, g = _task(1)
+    model = LSTM(LSTMConfig(vocab_size=V, block_size=8, n_embd=8, n_hidden=16))
+    opt = torch.optim.SGD([{"params": model.parameters(), "lr_scale": 0.5}], lr=0.0)
+    cfg = TrainConfig(max_steps=3, learning_rate=0.2, lr_schedule="constant", grad_accum_steps=2,
+                      eval_interval=10, eval_iters=1, progress=False)
+    h = train(model, get_batch, cfg, "cpu", optimizer=opt)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)  # lr * lr_scale, set by the loop
+    assert h.steps == [0, 3] and len(h.step_loss) == 3
+
+
+def test_estimate_loss_no_grad_and_restores_mode():
+    V, get_batch, _ = _task()
+    model = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=4, n_hidden=8))
+    model.eval()
+    out = estimate_loss(model, get_batch, 3, "cpu")
+    assert set(out) == {"train", "val"} and not model.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_make_optimizer_decays_matrices_only():
+    model = MLP(MLPConfig(vocab_size=5, block_size=2, n_embd=3, n_hidden=4))
+    opt = make_optimizer(model, TrainConfig(weight_decay=0.1))
+    decay, no_decay = opt.param_groups
+    assert decay["weight_decay"] == 0.1 and all(p.dim() == 2 for p in decay["params"])
+    assert no_decay["weight_decay"] == 0.0 and all(p.dim() == 1 for p in no_decay["params"])
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path):
+    torch.manual_seed(0)
+    model = LSTM(LSTMConfig(vocab_size=5, block_size=4, n_embd=3, n_hidden=4))
+    opt = make_optimizer(model, TrainConfig())
+    model(torch.zeros(1, 4, dtype=torch.long), torch.ones(1, 4, dtype=torch.long))[1].backward()
+    opt.step()
+    g = torch.Generator().manual_seed(5)
+    path = save_checkpoint(tmp_path / "c.pt", model, opt, 7, train_config=TrainConfig(),
+                           history=History(steps=[0]), generator=g)
+    ckpt = torch.load(path, weights_only=True)  # only tensors and plain values inside
+    assert ckpt["step"] == 7 and ckpt["config"]["n_hidden"] == 4 and ckpt["model_class"] == "LSTM"
+    assert ckpt["train_config"]["betas"] == (0.9, 0.99)
+    rebuilt = model_from_checkpoint(path, LSTM, LSTMConfig)
+    for k, v in model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[k], v)
+    opt2 = make_optimizer(rebuilt, TrainConfig())
+    opt2.load_state_dict(ckpt["optimizer"])
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
