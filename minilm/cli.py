@@ -35,16 +35,25 @@ def _make_exercises(args: argparse.Namespace) -> int:
 def _grade(args: argparse.Namespace) -> int:
     from .grading.grader import GradeOptions, grade
 
-    opts = GradeOptions(jobs=args.jobs, cell_timeout=args.cell_timeout, timeout=args.timeout,
-                        memory_mb=args.memory_mb, seed=args.seed, solutions=args.solutions,
-                        allow_unsandboxed=args.allow_unsandboxed, hide=args.hide or [])
+    opts = GradeOptions(
+        jobs=args.jobs,
+        cell_timeout=args.cell_timeout,
+        timeout=args.timeout,
+        memory_mb=args.memory_mb,
+        seed=args.seed,
+        solutions=args.solutions,
+        allow_unsandboxed=args.allow_unsandboxed,
+        hide=args.hide or [],
+    )
     try:
         rows = grade(args.set, args.submissions, args.out, opts)
     except (RuntimeError, KeyError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{len(rows)} submissions graded: {Path(args.out) / 'gradebook.csv'}, feedback in "
-          f"{Path(args.out) / 'feedback'}")
+    print(
+        f"{len(rows)} submissions graded: {Path(args.out) / 'gradebook.csv'}, feedback in "
+        f"{Path(args.out) / 'feedback'}"
+    )
     return 0
 
 
@@ -59,23 +68,44 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("make-exercises", help="generate exercises/ from solutions/")
     p.add_argument("--solutions", help="solutions folder (default: ./solutions)")
     p.add_argument("--exercises", help="output folder (default: exercises/ next to solutions/)")
-    p.add_argument("--check", action="store_true", help="only report out-of-date files (exit 1 if any)")
+    p.add_argument(
+        "--check", action="store_true", help="only report out-of-date files (exit 1 if any)"
+    )
     p.set_defaults(func=_make_exercises)
 
     p = sub.add_parser("grade", help="grade a folder of submitted notebooks")
     p.add_argument("set", help="exercise set, e.g. 01 or 01_text_tokens")
-    p.add_argument("submissions", help="folder of notebooks, one per student (file name = student id)")
-    p.add_argument("--out", required=True, help="folder for gradebook.csv, feedback/ and grading.json")
+    p.add_argument(
+        "submissions", help="folder of notebooks, one per student (file name = student id)"
+    )
+    p.add_argument(
+        "--out", required=True, help="folder for gradebook.csv, feedback/ and grading.json"
+    )
     p.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default 1)")
-    p.add_argument("--cell-timeout", type=float, default=30.0, help="seconds per cell / exercise (30)")
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per submission in total (300)")
-    p.add_argument("--memory-mb", type=int, default=2048, help="memory a submission may allocate (2048)")
-    p.add_argument("--seed", type=int, default=None,
-                   help="seed of the grading inputs (default: the one in --out/grading.json, else fresh)")
+    p.add_argument(
+        "--cell-timeout", type=float, default=30.0, help="seconds per cell / exercise (30)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per submission in total (300)"
+    )
+    p.add_argument(
+        "--memory-mb", type=int, default=2048, help="memory a submission may allocate (2048)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="seed of the grading inputs (default: the one in --out/grading.json, else fresh)",
+    )
     p.add_argument("--solutions", help="solutions folder (default: ./solutions)")
-    p.add_argument("--hide", action="append", help="another path the submissions must not see (repeatable)")
-    p.add_argument("--allow-unsandboxed", action="store_true",
-                   help="grade even where namespaces are unavailable (submissions can read your files)")
+    p.add_argument(
+        "--hide", action="append", help="another path the submissions must not see (repeatable)"
+    )
+    p.add_argument(
+        "--allow-unsandboxed",
+        action="store_true",
+        help="grade even where namespaces are unavailable (submissions can read your files)",
+    )
     p.set_defaults(func=_grade)
 
     args = parser.parse_args(argv)

@@ -35,12 +35,24 @@ def configure_optimizer(
     betas: tuple[float, float] = (0.9, 0.99),
     device: torch.device | str = "cpu",
 ) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model, weight_decay)`; the fused CUDA kernel when on CUDA."""
-    fused = torch.device(device).type == "cuda" and "fused" in inspect.signature(
-        torch.optim.AdamW
-    ).parameters
-    extra = {"fused": True} if fused else {}
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, **extra)
+    """AdamW over `param_groups(model, weight_decay)`; the fused kernel on CUDA (and on CPU, torch >= 2.4)."""
+    groups = param_groups(model, weight_decay)
+    if fused_supported(device):
+        # one kernel for every tensor instead of several per tensor: on a small model's CPU
+        # step this is ~3x faster (benchmarks/gpt.py), the same numbers up to float rounding
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def fused_supported(device: torch.device | str) -> bool:
+    """True where AdamW(fused=True) runs: CUDA (torch >= 2.0) and CPU (torch >= 2.4); not mps."""
+    kind = torch.device(device).type
+    if "fused" not in inspect.signature(torch.optim.AdamW).parameters:
+        return False
+    if kind == "cuda":
+        return True
+    version = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2])
+    return kind == "cpu" and version >= (2, 4)
 
 
 def compile_supported(device: torch.device | str) -> bool:

@@ -6,7 +6,7 @@ Figures are made without pyplot, so a cell that ends with one shows it exactly o
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from matplotlib.figure import Figure
 

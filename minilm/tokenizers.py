@@ -58,11 +58,10 @@ class CharTokenizer:
 
     def decode(self, ids: list[int]) -> str:
         """list of ids -> str."""
-        try:
-            return "".join(self.chars[i] for i in ids)
-        except IndexError:
-            bad = next(i for i in ids if not 0 <= i < self.vocab_size)
-            raise ValueError(f"id {bad} is outside the vocabulary 0..{self.vocab_size - 1}") from None
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"id {bad[0]} is outside the vocabulary 0..{self.vocab_size - 1}")
+        return "".join([self.chars[i] for i in ids])
 
     def save(self, path: str | Path) -> None:
         """Write the vocabulary as JSON."""

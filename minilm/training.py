@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable
 
 import torch
 from torch import nn
@@ -64,7 +64,7 @@ class History:
     step_loss: list[float] = field(default_factory=list)  # loss of every optimisation step (noisy)
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "History":
+    def from_dict(cls, d: dict | None) -> History:
         """Rebuild a History from `asdict(history)` (as stored in a checkpoint)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: list(v) for k, v in (d or {}).items() if k in names})
@@ -138,7 +138,7 @@ def train(
     step = 0
     ckpt_file = checkpoint_path(cfg.run_name, cfg.checkpoint_dir) if cfg.run_name else None
     if cfg.resume and ckpt_file is not None and ckpt_file.exists():
-        ckpt = load_checkpoint(ckpt_file, map_location=device)
+        ckpt = load_checkpoint(ckpt_file)  # on the CPU: RNG states must stay there
         step = restore_checkpoint(ckpt, model, optimizer, generator=generator, scaler=scaler)
         history = History.from_dict(ckpt["history"])
         print(f"resumed {ckpt_file} at step {step}")

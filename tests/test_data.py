@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -146,6 +147,33 @@ def test_mirror_matches_registry(real_mirror, name):
         assert data.sha256_of(p) == f.sha256, f.path
 
 
+def mirror_readme_hashes(mirror: Path) -> dict[str, str]:
+    """{path: sha256} as the mirror's own README.md states them (tables and the sha256 list)."""
+    text = (mirror / "README.md").read_text(encoding="utf-8")
+    sums = re.finditer(r"^([0-9a-f]{64})  (\S+)$", text, re.MULTILINE)  # the sha256sum list
+    pairs = {m[2]: m[1] for m in sums}
+    table_row = r"^\| `([^`]+)` \| [\d,]+ \| `([0-9a-f]{64})` \|"
+    pairs.update({m[1]: m[2] for m in re.finditer(table_row, text, re.MULTILINE)})
+    return pairs
+
+
+def test_every_mirror_file_is_accounted_for(real_mirror):
+    # Files of the registry match it; the mirror's other files (e.g. BBQ) match its own README.
+    registry = {f.path: f.sha256 for ds in DATASETS.values() for f in ds.files}
+    stated = mirror_readme_hashes(real_mirror)
+    if not stated:
+        pytest.skip("this mirror has no README.md listing sha256s")
+    for path, digest in registry.items():
+        assert stated.get(path, digest) == digest, f"registry and mirror README disagree on {path}"
+    for p in files_under(real_mirror):
+        rel = p.relative_to(real_mirror).as_posix()
+        if rel == "README.md":
+            continue
+        expected = registry.get(rel) or stated.get(rel)
+        assert expected, f"{rel} is in the mirror but neither in the registry nor in its README"
+        assert data.sha256_of(p) == expected, rel
+
+
 def test_fetch_resolves_from_mirror_without_touching_the_cache(real_mirror, cache, monkeypatch):
     monkeypatch.setenv(data.MIRROR_VAR, str(real_mirror))
     monkeypatch.setattr(pooch, "retrieve", lambda *a, **k: pytest.fail("no download expected"))
@@ -153,8 +181,27 @@ def test_fetch_resolves_from_mirror_without_touching_the_cache(real_mirror, cach
         for rel, p in data.fetch(name).items():
             assert p == real_mirror / rel
     assert files_under(cache) == []
-    text = data.load_text("names")
-    assert text.count("\n") + 1 == 32_033
+
+
+def test_corpus_facts_from_the_mirror(real_mirror, monkeypatch):
+    # The facts the mirror's README states about the three corpora the course trains on.
+    monkeypatch.setenv(data.MIRROR_VAR, str(real_mirror))
+    shakespeare = data.load_text("tinyshakespeare")
+    assert len(shakespeare) == 1_115_394 and len(set(shakespeare)) == 65 and shakespeare.isascii()
+    assert shakespeare.count("\n") == 40_000
+    names = data.load_text("names")
+    assert len(names.split("\n")) == 32_033 and set(names) == set("abcdefghijklmnopqrstuvwxyz\n")
+    tang = data.load_text("tang")
+    assert len(tang) == 786_956 and len(set(tang)) == 5_928
+
+
+def test_path_picks_one_file(real_mirror, monkeypatch):
+    monkeypatch.setenv(data.MIRROR_VAR, str(real_mirror))
+    assert data.path("rt-polarity", "rt-polarity.pos") == real_mirror / "sentiment/rt-polarity.pos"
+    with pytest.raises(ValueError, match="several files"):
+        data.path("rt-polarity")
+    with pytest.raises(KeyError, match="no file"):
+        data.path("rt-polarity", "missing.txt")
 
 
 def test_tang_mirror_lines_follow_the_recipe(real_mirror):

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from minilm.models.gpt import GPT, GPTConfig, flops_per_token, gpt_config_for, gpt_sizes
-from minilm.optim import compile_supported, configure_optimizer, maybe_compile, param_groups
+from minilm.optim import (
+    compile_supported,
+    configure_optimizer,
+    fused_supported,
+    maybe_compile,
+    param_groups,
+)
 
 TINY = GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=2, n_embd=32)
 
@@ -131,7 +137,28 @@ def test_optimizer_groups_decay_only_matrices():
     n = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
     assert n == model.num_params(non_embedding=False)
     opt = configure_optimizer(model, lr=1e-3, device="cpu")
-    assert not opt.defaults.get("fused")  # fused AdamW is for CUDA only
+    assert bool(opt.defaults.get("fused")) == fused_supported("cpu")
+    assert not fused_supported("mps")
+
+
+def test_fused_adamw_matches_the_plain_one():
+    """The fused kernel configure_optimizer picks computes the same update as the textbook AdamW."""
+    if not fused_supported("cpu"):
+        pytest.skip("fused AdamW on CPU needs torch >= 2.4")
+    torch.manual_seed(0)
+    a = GPT(TINY)
+    b = GPT(TINY)
+    b.load_state_dict(a.state_dict())
+    opt_a = configure_optimizer(a, lr=1e-2, device="cpu")
+    opt_b = torch.optim.AdamW(param_groups(b, 0.1), lr=1e-2, betas=(0.9, 0.99))
+    idx = torch.randint(0, 37, (4, 16))
+    for model, opt in ((a, opt_a), (b, opt_b)):
+        for _ in range(2):  # (later steps amplify rounding where a gradient is ~0: Adam ~ sign)
+            model(idx, idx.roll(1, dims=1))[1].backward()
+            opt.step()
+            opt.zero_grad()
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
 
 
 def test_compile_off_by_default_on_cpu():

@@ -8,12 +8,21 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from minilm.cli import main
 from minilm.grading.authoring import (
-    AuthoringError, exercise_cells, load_reference, make_exercise_notebook, make_exercises,
-    notebook_text, read_notebook, solution_lines, strip_solutions)
+    AuthoringError,
+    exercise_cells,
+    exercise_id,
+    load_reference,
+    make_exercise_notebook,
+    make_exercises,
+    notebook_text,
+    read_notebook,
+    solution_lines,
+    strip_solutions,
+)
 from minilm.grading.compare import decode, encode, same
 from minilm.grading.sets import SET_MODULES, all_sets, get_set
-from minilm.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("[0-9]*.ipynb"))
@@ -27,8 +36,9 @@ def test_every_solution_notebook_has_a_set_and_back():
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
 def test_committed_exercises_are_exactly_the_generator_output(path):
     committed = (ROOT / "exercises" / path.name).read_text(encoding="utf-8")
-    assert committed == notebook_text(make_exercise_notebook(read_notebook(path))), \
+    assert committed == notebook_text(make_exercise_notebook(read_notebook(path))), (
         "exercises/ is stale: run `minilm make-exercises`"
+    )
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
@@ -66,7 +76,9 @@ def test_public_expected_outputs_equal_the_reference(exercise_set):
         for case in ex.public:
             got = decode(encode(ex.call(reference[ex.id], *copy.deepcopy(case.args))))
             ok, why = same(case.expected, got, ex.rtol, ex.atol)
-            assert ok, f"{ex.id}{case.args}: stored expected output differs from the reference: {why}"
+            assert ok, (
+                f"{ex.id}{case.args}: stored expected output differs from the reference: {why}"
+            )
 
 
 @pytest.mark.parametrize("exercise_set", all_sets(), ids=lambda s: s.name)
@@ -80,13 +92,17 @@ def test_grading_inputs_are_reproducible_and_run_on_the_reference(exercise_set):
         assert encode(a) != encode(ex.grading(random.Random("7:bob")))  # per-student inputs differ
         assert len(a) == ex.n_grading() >= 5
         for args in a:
-            encode(ex.call(reference[ex.id], *copy.deepcopy(args)))  # the reference handles every input
+            encode(
+                ex.call(reference[ex.id], *copy.deepcopy(args))
+            )  # the reference handles every input
 
 
 def test_strip_solutions_keeps_signature_and_indentation():
-    src = "# EXERCISE: f\ndef f(x: int) -> int:\n    \"\"\"Doc.\"\"\"\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
-    assert strip_solutions(src) == ("# EXERCISE: f\ndef f(x: int) -> int:\n    \"\"\"Doc.\"\"\"\n"
-                                    "    raise NotImplementedError  # your code here\n")
+    src = '# EXERCISE: f\ndef f(x: int) -> int:\n    """Doc."""\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n'
+    assert strip_solutions(src) == (
+        '# EXERCISE: f\ndef f(x: int) -> int:\n    """Doc."""\n'
+        "    raise NotImplementedError  # your code here\n"
+    )
     with pytest.raises(AuthoringError, match="never closed"):
         strip_solutions("### BEGIN SOLUTION\nx = 1\n")
     with pytest.raises(AuthoringError, match="without"):
@@ -110,20 +126,73 @@ def test_authoring_rules_are_enforced():
 
 def test_cli_make_exercises(tmp_path):
     out = tmp_path / "exercises"
-    assert main(["make-exercises", "--solutions", str(ROOT / "solutions"), "--exercises", str(out)]) == 0
-    assert main(["make-exercises", "--solutions", str(ROOT / "solutions"), "--exercises", str(out), "--check"]) == 0
+    assert (
+        main(["make-exercises", "--solutions", str(ROOT / "solutions"), "--exercises", str(out)])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "make-exercises",
+                "--solutions",
+                str(ROOT / "solutions"),
+                "--exercises",
+                str(out),
+                "--check",
+            ]
+        )
+        == 0
+    )
     for p in SOLUTIONS:
-        assert (out / p.name).read_text(encoding="utf-8") == (ROOT / "exercises" / p.name).read_text(encoding="utf-8")
+        assert (out / p.name).read_text(encoding="utf-8") == (
+            ROOT / "exercises" / p.name
+        ).read_text(encoding="utf-8")
     (out / SOLUTIONS[0].name).write_text("{}")
-    assert main(["make-exercises", "--solutions", str(ROOT / "solutions"), "--exercises", str(out), "--check"]) == 1
+    assert (
+        main(
+            [
+                "make-exercises",
+                "--solutions",
+                str(ROOT / "solutions"),
+                "--exercises",
+                str(out),
+                "--check",
+            ]
+        )
+        == 1
+    )
     assert make_exercises(ROOT / "solutions", out) == [out / SOLUTIONS[0].name]
 
 
 def test_reference_solutions_are_not_in_the_installed_library():
+    """No answer block of solutions/ appears in the library's source (as a block of consecutive lines)."""
+    import re
+
     import minilm
 
     lib = Path(minilm.__file__).parent
-    secret = [ln for p in SOLUTIONS for _, src in exercise_cells(read_notebook(p))
-              for ln in solution_lines(src) if len(ln) >= 20]
-    text = "\n".join(f.read_text(encoding="utf-8") for f in lib.rglob("*.py"))
-    assert secret and not [ln for ln in secret if ln in text]
+    text = re.sub(r"\s+", " ", "\n".join(f.read_text(encoding="utf-8") for f in lib.rglob("*.py")))
+    blocks = [
+        " ".join(solution_lines(src))
+        for p in SOLUTIONS
+        for _, src in exercise_cells(read_notebook(p))
+    ]
+    assert blocks and not [b for b in blocks if re.sub(r"\s+", " ", b) in text]
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_checks_pass_on_solutions_and_say_not_attempted_on_exercises(path, capsys):
+    from minilm.grading import check
+
+    reference = load_reference(path.stem, ROOT / "solutions")
+    stubs: dict = {}
+    for cell in read_notebook(ROOT / "exercises" / path.name).cells:
+        if cell.cell_type == "code" and exercise_id(cell.source):
+            exec(compile(cell.source, str(path), "exec"), stubs)  # noqa: S102 - generated stubs
+    for ex in get_set(path.stem).exercises:
+        check(ex.id, reference[ex.id])
+        out = capsys.readouterr().out
+        n = len(ex.public)
+        assert f"{ex.id}: {n} of {n} public cases passed" in out, out
+        check(ex.id, stubs[ex.id])
+        assert "not attempted yet" in capsys.readouterr().out

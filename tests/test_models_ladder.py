@@ -8,7 +8,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from minilm.models import (
-    LSTM, MLP, RNN, BigramConfig, BigramLM, CountBigram, LSTMCell, LSTMConfig, MLPConfig, RNNCell,
+    LSTM,
+    MLP,
+    RNN,
+    BigramConfig,
+    BigramLM,
+    CountBigram,
+    LSTMCell,
+    LSTMConfig,
+    MLPConfig,
+    RNNCell,
     RNNConfig,
 )
 from minilm.models.rnn import layer_weights

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -9,8 +10,13 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from minilm.checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint, save_checkpoint
-from minilm.models import MLP, LSTM, LSTMConfig, MLPConfig
+from minilm.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from minilm.models import LSTM, MLP, LSTMConfig, MLPConfig
 from minilm.plotting import plot_curves, plot_losses
 from minilm.training import History, TrainConfig, estimate_loss, get_lr, make_optimizer, train
 
@@ -21,8 +27,8 @@ def test_get_lr_warmup_cosine_floor():
     lrs = [get_lr(s, CFG) for s in range(120)]
     assert lrs == [get_lr(s, CFG) for s in range(120)]  # pure: same input, same output
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
-    assert all(a < b for a, b in zip(lrs[:10], lrs[1:10]))  # warmup rises linearly
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then never rises
+    assert all(a < b for a, b in itertools.pairwise(lrs[:10]))  # warmup rises linearly
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))  # then never rises
     assert lrs[10] == pytest.approx(1.0)
     assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 90)))
     assert lrs[99] > 0.1 and all(lr == pytest.approx(0.1) for lr in lrs[100:])  # the floor
@@ -82,7 +88,7 @@ def test_train_learns_and_returns_history(tmp_path):
 
 def test_train_with_own_optimizer_and_grad_accum():
     torch.manual_seed(0)
-    V, get_batch, g = _task(1)
+    V, get_batch, _ = _task(1)
     model = LSTM(LSTMConfig(vocab_size=V, block_size=8, n_embd=8, n_hidden=16))
     opt = torch.optim.SGD([{"params": model.parameters(), "lr_scale": 0.5}], lr=0.0)
     cfg = TrainConfig(max_steps=3, learning_rate=0.2, lr_schedule="constant", grad_accum_steps=2,

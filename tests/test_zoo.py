@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import minilm.zoo as zoo
+from minilm import zoo
 from minilm.models.gpt import GPT
 
 

@@ -15,7 +15,7 @@ import nbformat
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError  # your code here"
-_EXERCISE = re.compile(r"\A# EXERCISE: *([A-Za-z_][A-Za-z0-9_]*) *$", re.M)
+_EXERCISE = re.compile(r"\A# EXERCISE: *([A-Za-z_][A-Za-z0-9_]*) *$", re.MULTILINE)
 
 
 class AuthoringError(ValueError):
@@ -74,16 +74,18 @@ def exercise_cells(nb: Any, where: str = "notebook") -> list[tuple[str, str]]:
         ex_id = exercise_id(cell.source)
         if ex_id is None:
             if BEGIN in cell.source:
-                raise AuthoringError(f"{where}: a cell has {BEGIN} but does not start with '# EXERCISE: <id>'")
+                raise AuthoringError(
+                    f"{where}: a cell has {BEGIN} but does not start with '# EXERCISE: <id>'"
+                )
             continue
         label = f"{where}, exercise {ex_id}"
         if BEGIN not in cell.source:
             raise AuthoringError(f"{label}: no {BEGIN} / {END} block")
-        if not re.search(rf"^(def|class) {ex_id}\b", cell.source, re.M):
+        if not re.search(rf"^(def|class) {ex_id}\b", cell.source, re.MULTILINE):
             raise AuthoringError(f"{label}: the cell must define a function or class named {ex_id}")
         nxt = cells[i + 1].source if i + 1 < len(cells) else ""
         if not re.search(rf"check\(\s*[\"']{ex_id}[\"']", nxt):
-            raise AuthoringError(f"{label}: the next code cell must call check(\"{ex_id}\", {ex_id})")
+            raise AuthoringError(f'{label}: the next code cell must call check("{ex_id}", {ex_id})')
         if ex_id in dict(found):
             raise AuthoringError(f"{label}: defined twice")
         strip_solutions(cell.source, label)  # raises on unbalanced markers
@@ -94,8 +96,11 @@ def exercise_cells(nb: Any, where: str = "notebook") -> list[tuple[str, str]]:
 def make_exercise_notebook(solution: Any, where: str = "notebook") -> Any:
     """The student's notebook: answers replaced by stubs, outputs and execution counts stripped."""
     exercise_cells(solution, where)  # validate first
-    nb = nbformat.v4.new_notebook(metadata={k: v for k, v in solution.metadata.items()
-                                            if k in ("kernelspec", "language_info")})
+    nb = nbformat.v4.new_notebook(
+        metadata={
+            k: v for k, v in solution.metadata.items() if k in ("kernelspec", "language_info")
+        }
+    )
     for cell in solution.cells:
         source = strip_solutions(cell.source, where) if cell.cell_type == "code" else cell.source
         if cell.cell_type == "code":
@@ -115,7 +120,9 @@ def notebook_text(nb: Any) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def make_exercises(solutions_dir: str | Path, exercises_dir: str | Path, check_only: bool = False) -> list[Path]:
+def make_exercises(
+    solutions_dir: str | Path, exercises_dir: str | Path, check_only: bool = False
+) -> list[Path]:
     """Regenerate exercises/ from solutions/; with check_only, return the files that are out of date."""
     solutions_dir, exercises_dir = Path(solutions_dir), Path(exercises_dir)
     stale = []
@@ -132,13 +139,17 @@ def make_exercises(solutions_dir: str | Path, exercises_dir: str | Path, check_o
 
 def find_solutions_dir(explicit: str | Path | None = None) -> Path:
     """`explicit`, else ./solutions, else the solutions/ folder next to an editable minilm checkout."""
-    candidates = [Path(explicit)] if explicit else [
-        Path.cwd() / "solutions", Path(__file__).resolve().parents[2] / "solutions"]
+    candidates = (
+        [Path(explicit)]
+        if explicit
+        else [Path.cwd() / "solutions", Path(__file__).resolve().parents[2] / "solutions"]
+    )
     for c in candidates:
         if c.is_dir():
             return c.resolve()
-    raise FileNotFoundError(f"no solutions folder found (tried {', '.join(map(str, candidates))}); "
-                            "pass --solutions DIR")
+    raise FileNotFoundError(
+        f"no solutions folder found (tried {', '.join(map(str, candidates))}); pass --solutions DIR"
+    )
 
 
 def load_reference(set_name: str, solutions_dir: str | Path | None = None) -> dict[str, Any]:
@@ -147,6 +158,6 @@ def load_reference(set_name: str, solutions_dir: str | Path | None = None) -> di
     namespace: dict[str, Any] = {"__name__": f"minilm_reference_{set_name}"}
     objects = {}
     for ex_id, source in exercise_cells(read_notebook(path), str(path)):
-        exec(compile(source, f"{path}:{ex_id}", "exec"), namespace)  # trusted: the instructor's code
+        exec(compile(source, f"{path}:{ex_id}", "exec"), namespace)  # noqa: S102 - the instructor's code
         objects[ex_id] = namespace[ex_id]
     return objects

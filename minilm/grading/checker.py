@@ -11,8 +11,9 @@ from __future__ import annotations
 import copy
 import inspect
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .compare import NotData, decode, encode, same
 
@@ -27,7 +28,9 @@ def _short(x: Any, limit: int = 70) -> str:
 
 def _where(exc: BaseException) -> str:
     """'line 3 in char_encode' for the innermost frame outside the minilm library."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_LIBRARY)]
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_LIBRARY)
+    ]
     if not frames:
         return ""
     f = frames[-1]
@@ -63,7 +66,7 @@ def run_case(exercise: Any, fn: Callable[..., Any], args: tuple, expected: Any) 
 def check(exercise_id: str, fn: Callable[..., Any]) -> None:
     """Run the public cases of exercise `exercise_id` on `fn` and print what happened (any notebook)."""
     if GRADING_CHILD:
-        return None
+        return
     from .sets import find_exercise
 
     ex = find_exercise(exercise_id)
@@ -71,9 +74,11 @@ def check(exercise_id: str, fn: Callable[..., Any]) -> None:
     for case in ex.public:
         status, msg = run_case(ex, fn, case.args, case.expected)
         if status == "todo":
-            print(f"{exercise_id}: not attempted yet (the function still raises NotImplementedError). "
-                  f"{len(ex.public)} public cases are waiting for it.")
-            return None
+            print(
+                f"{exercise_id}: not attempted yet (the function still raises NotImplementedError). "
+                f"{len(ex.public)} public cases are waiting for it."
+            )
+            return
         results.append((case, status, msg))
     n_pass = sum(status == "pass" for _, status, _ in results)
     print(f"{exercise_id}: {n_pass} of {len(results)} public cases passed")
@@ -86,8 +91,13 @@ def check(exercise_id: str, fn: Callable[..., Any]) -> None:
             print(f"         input: {_inputs(fn, case.args)}")
             if status == "fail":
                 print(f"         expected: {_short(case.expected, 100)}")
-    later = f"{ex.n_grading()} further cases ({ex.describe_grading})" if ex.describe_grading \
+    later = (
+        f"{ex.n_grading()} further cases ({ex.describe_grading})"
+        if ex.describe_grading
         else f"{ex.n_grading()} further cases"
-    print(f"  Only these {len(results)} public cases were run here. The grader runs {later}, "
-          f"worth {ex.points:g} point(s) if all pass.")
-    return None
+    )
+    print(
+        f"  Only these {len(results)} public cases were run here. The grader runs {later}, "
+        f"worth {ex.points:g} point(s) if all pass."
+    )
+    return

@@ -41,33 +41,62 @@ def encode(x: Any, _depth: int = 0) -> Any:
     if t in (list, tuple):
         return {"t": t.__name__, "v": [encode(v, _depth + 1) for v in x]}
     if t is dict:
-        return {"t": "dict", "v": [[encode(k, _depth + 1), encode(v, _depth + 1)] for k, v in x.items()]}
+        return {
+            "t": "dict",
+            "v": [[encode(k, _depth + 1), encode(v, _depth + 1)] for k, v in x.items()],
+        }
     if t is torch.Tensor:
         if x.is_sparse or x.is_quantized or x.is_complex():
-            raise NotData(f"a {x.layout} / {x.dtype} tensor is not supported; return a dense real tensor")
+            raise NotData(
+                f"a {x.layout} / {x.dtype} tensor is not supported; return a dense real tensor"
+            )
         arr = x.detach().cpu().contiguous()
         dtype = str(arr.dtype).removeprefix("torch.")
         raw = arr.view(torch.uint8).numpy().tobytes() if arr.numel() else b""
-        return {"t": "tensor", "dtype": dtype, "shape": list(arr.shape), "b64": base64.b64encode(raw).decode()}
+        return {
+            "t": "tensor",
+            "dtype": dtype,
+            "shape": list(arr.shape),
+            "b64": base64.b64encode(raw).decode(),
+        }
     if t is np.ndarray:
         if x.dtype.kind not in "biuf":
             raise NotData(f"numpy array of dtype {x.dtype} is not supported")
         arr = np.ascontiguousarray(x)
-        return {"t": "ndarray", "dtype": str(arr.dtype), "shape": list(arr.shape),
-                "b64": base64.b64encode(arr.tobytes()).decode()}
+        return {
+            "t": "ndarray",
+            "dtype": str(arr.dtype),
+            "shape": list(arr.shape),
+            "b64": base64.b64encode(arr.tobytes()).decode(),
+        }
     hint = ""
-    if isinstance(x, (bool, int, float, str, list, tuple, dict)) or isinstance(x, (np.generic,)):
-        base = next(b for b in (bool, int, float, str, list, tuple, dict) if isinstance(x, b)) \
-            if not isinstance(x, np.generic) else type(x.item())
+    if isinstance(x, (bool, int, float, str, list, tuple, dict, np.generic)):
+        base = (
+            next(b for b in (bool, int, float, str, list, tuple, dict) if isinstance(x, b))
+            if not isinstance(x, np.generic)
+            else type(x.item())
+        )
         hint = f" (return a plain {base.__name__}, e.g. {base.__name__}(value))"
     elif isinstance(x, torch.Tensor):
         hint = " (return a plain torch.Tensor)"
     raise NotData(f"returned a {_tname(x)}, which is not plain data{hint}")
 
 
-_TORCH_DTYPES = {str(d).removeprefix("torch."): d for d in (
-    torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32,
-    torch.int16, torch.int8, torch.uint8, torch.bool)}
+_TORCH_DTYPES = {
+    str(d).removeprefix("torch."): d
+    for d in (
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+    )
+}
 
 
 def decode(data: Any, _depth: int = 0, _budget: list[int] | None = None) -> Any:
@@ -100,8 +129,12 @@ def decode(data: Any, _depth: int = 0, _budget: list[int] | None = None) -> Any:
         return out
     if tag in ("tensor", "ndarray"):
         shape, b64, dtype = data.get("shape"), data.get("b64"), data.get("dtype")
-        if type(shape) is not list or not all(type(s) is int and s >= 0 for s in shape) \
-                or type(b64) is not str or type(dtype) is not str:
+        if (
+            type(shape) is not list
+            or not all(type(s) is int and s >= 0 for s in shape)
+            or type(b64) is not str
+            or type(dtype) is not str
+        ):
             raise NotData("malformed array")
         raw = base64.b64decode(b64.encode(), validate=True)
         n = math.prod(shape)
@@ -156,11 +189,15 @@ def _arrays_same(e: Any, g: Any, where: str, rtol: float, atol: float) -> tuple[
     bad = (~ok).nonzero()[0].tolist()
     idx = tuple(bad)
     n_bad = int((~ok).sum())
-    return False, (f"{where}{n_bad} of {ok.numel()} values differ; first at index {idx}: "
-                   f"expected {et[idx].item()!r}, got {gt[idx].item()!r}")
+    return False, (
+        f"{where}{n_bad} of {ok.numel()} values differ; first at index {idx}: "
+        f"expected {et[idx].item()!r}, got {gt[idx].item()!r}"
+    )
 
 
-def same(expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6, where: str = "") -> tuple[bool, str]:
+def same(
+    expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6, where: str = ""
+) -> tuple[bool, str]:
     """(True, "") when `got` equals `expected` (same types; floats within rtol/atol), else (False, why)."""
     at = f"at {where}: " if where else ""
     if type(expected) is not type(got):
@@ -168,13 +205,17 @@ def same(expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6, where:
     if isinstance(expected, (torch.Tensor, np.ndarray)):
         return _arrays_same(expected, got, at, rtol, atol)
     if type(expected) is float:
-        if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (math.isnan(got) and math.isnan(expected)):
+        if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (
+            math.isnan(got) and math.isnan(expected)
+        ):
             return True, ""
         return False, f"{at}expected {expected!r}, got {got!r}"
     if type(expected) in (list, tuple):
         if len(expected) != len(got):
-            return False, (f"{at}expected {type(expected).__name__} of length {len(expected)}, "
-                           f"got length {len(got)}: {_short(got)}")
+            return False, (
+                f"{at}expected {type(expected).__name__} of length {len(expected)}, "
+                f"got length {len(got)}: {_short(got)}"
+            )
         for i, (e, g) in enumerate(zip(expected, got)):
             ok, why = same(e, g, rtol, atol, f"{where}[{i}]")
             if not ok:
@@ -184,8 +225,10 @@ def same(expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6, where:
         missing = [k for k in expected if k not in got]
         extra = [k for k in got if k not in expected]
         if missing or extra:
-            parts = [f"{len(missing)} missing key(s), e.g. {_short(missing[0])}" if missing else "",
-                     f"{len(extra)} unexpected key(s), e.g. {_short(extra[0])}" if extra else ""]
+            parts = [
+                f"{len(missing)} missing key(s), e.g. {_short(missing[0])}" if missing else "",
+                f"{len(extra)} unexpected key(s), e.g. {_short(extra[0])}" if extra else "",
+            ]
             return False, f"{at}dict keys differ: " + "; ".join(p for p in parts if p)
         for k in expected:
             ok, why = same(expected[k], got[k], rtol, atol, f"{where}[{k!r}]")
@@ -195,7 +238,12 @@ def same(expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6, where:
     if expected == got:
         return True, ""
     if type(expected) is str:
-        i = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
-        return False, (f"{at}strings differ at character {i}: expected {_short(expected[i:i + 20])}, "
-                       f"got {_short(got[i:i + 20])} (lengths {len(expected)} and {len(got)})")
+        i = next(
+            (i for i, (a, b) in enumerate(zip(expected, got)) if a != b),
+            min(len(expected), len(got)),
+        )
+        return False, (
+            f"{at}strings differ at character {i}: expected {_short(expected[i : i + 20])}, "
+            f"got {_short(got[i : i + 20])} (lengths {len(expected)} and {len(got)})"
+        )
     return False, f"{at}expected {_short(expected)}, got {_short(got)}"

@@ -18,134 +18,33 @@ of the child's uid). Run `python -m minilm.grading.sandbox --serve` only through
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
 import json
 import os
-import resource
 import select
 import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import Any
 
-CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWIPC = 0x00020000, 0x10000000, 0x40000000, 0x08000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 4096, 16384, 1 << 18
-PR_SET_NO_NEW_PRIVS = 38
+from .isolation import (
+    PR_SET_NO_NEW_PRIVS,
+    check_call,
+    enter_namespaces,
+    kill_uid,
+    load_libc,
+    needed_paths,
+    set_limits,
+)
+
 EXPOSE: list[str] = []  # set by serve(): what the child needs to read (see needed_paths)
-FILE_LIMIT = 64 << 20  # bytes any file written by the child may reach
 LEVELS = {
     "uid+namespaces": "separate unprivileged uid + mount/network namespaces (grader run as root)",
     "namespaces": "unprivileged user + mount/network namespaces (grader run as a normal user)",
     "process": "child process with limits only: it can read every file you can read",
 }
-
-
-def _libc() -> Any:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    return libc
-
-
-def _check(rc: int, what: str) -> None:
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{what}: {os.strerror(err)}")
-
-
-def _write(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def _mount(libc: Any, src: str | None, dst: str, fstype: str | None, flags: int, data: str | None) -> None:
-    _check(libc.mount(src.encode() if src else None, dst.encode(), fstype.encode() if fstype else None,
-                      flags, data.encode() if data else None), f"mount {dst}")
-
-
-def needed_paths() -> list[str]:
-    """Folders the child must be able to read: the Python installation, the venv, sys.path, minilm."""
-    import minilm
-
-    paths = {sys.base_prefix, sys.prefix, sys.exec_prefix, str(Path(minilm.__file__).resolve().parent)}
-    paths |= {p for p in sys.path if p and os.path.isdir(p)}
-    return sorted({str(Path(p).resolve()) for p in paths})
-
-
-def _blocked_ancestor(path: str) -> str | None:
-    """The first folder above `path` that other users cannot traverse (e.g. /root), else None."""
-    current = "/"
-    for part in Path(path).parts[1:]:
-        if not os.stat(current).st_mode & 0o001:
-            return current
-        current = os.path.join(current, part)
-    return None
-
-
-def _expose(libc: Any, paths: list[str]) -> None:
-    """Make `paths` reachable for an unprivileged uid: a blocking folder such as /root becomes an
-    empty tmpfs (so its other contents stay hidden) into which only `paths` are bind-mounted."""
-    blocked = {p: _blocked_ancestor(p) for p in paths}
-    fds = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p, b in blocked.items() if b}
-    for b in sorted({b for b in blocked.values() if b}, key=len):
-        _mount(libc, "tmpfs", b, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=755")
-    for p, fd in fds.items():
-        os.makedirs(p, exist_ok=True)
-        _mount(libc, f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC, None)
-        os.close(fd)
-
-
-def _enter_namespaces(libc: Any, hide: list[str], workdir: str, as_root: bool, expose: list[str]) -> None:
-    """New mount/net/ipc namespaces; hide `hide`; fresh /tmp with the work folder at /tmp/work."""
-    uid, gid = os.getuid(), os.getgid()
-    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | (0 if as_root else CLONE_NEWUSER)
-    _check(libc.unshare(flags), "unshare")
-    if not as_root:
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"0 {uid} 1")
-        _write("/proc/self/gid_map", f"0 {gid} 1")
-    _mount(libc, None, "/", None, MS_REC | MS_PRIVATE, None)
-    work_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-    if as_root:
-        _expose(libc, expose)
-    for p in hide:
-        if os.path.isdir(p):
-            _mount(libc, "tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=000")
-        elif os.path.exists(p):
-            _mount(libc, "/dev/null", p, None, MS_BIND, None)
-    _mount(libc, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
-    if os.path.isdir("/dev/shm"):
-        _mount(libc, "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
-    os.mkdir("/tmp/work", 0o755)
-    _mount(libc, f"/proc/self/fd/{work_fd}", "/tmp/work", None, MS_BIND, None)
-    os.close(work_fd)
-    if not as_root:  # nest once more: our mounts become locked, and we are no longer "root" inside
-        _check(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare (nested)")
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"{uid} 0 1")
-        _write("/proc/self/gid_map", f"{gid} 0 1")
-    os.chdir("/tmp/work")
-
-
-def _vm_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _set_limits(memory_mb: int, timeout: float, own_uid: bool) -> None:
-    extra = memory_mb << 20
-    resource.setrlimit(resource.RLIMIT_AS, (_vm_bytes() + extra,) * 2)  # headroom: what is loaded now
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT,) * 2)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    cpu = int(timeout) + 5
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    if own_uid:  # counts every process and thread of the uid; only sound with a uid of our own
-        resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
 
 
 def _child(req: dict, report_fd: int) -> None:
@@ -158,11 +57,11 @@ def _child(req: dict, report_fd: int) -> None:
             os.dup2(null, fd)
         os.closerange(3, report_fd)
         os.closerange(report_fd + 1, 65536)
-        libc = _libc()
+        libc = load_libc()
         as_root = os.geteuid() == 0
         workdir, level = req["workdir"], "process"
         try:
-            _enter_namespaces(libc, req["hide"], workdir, as_root, EXPOSE)
+            enter_namespaces(libc, req["hide"], workdir, as_root, EXPOSE)
             level = "namespaces"
         except OSError as e:
             if req["require_namespaces"]:
@@ -175,47 +74,25 @@ def _child(req: dict, report_fd: int) -> None:
             os.setgid(uid)
             os.setuid(uid)
             level = "uid+" + level if level == "namespaces" else level
-        _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
-        _set_limits(req["memory_mb"], req["timeout"], as_root and uid is not None)
+        check_call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
+        set_limits(req["memory_mb"], req["timeout"], as_root and uid is not None)
         os.environ["HOME"] = os.getcwd()
         os.environ["MPLCONFIGDIR"] = os.getcwd()
         os.write(report_fd, json.dumps({"level": level}).encode())
         os.close(report_fd)
         from .child import run_job  # imported in the zygote already; nothing new is read from disk
 
-        run_job(os.getcwd(), req["cell_timeout"])
+        run_job(os.getcwd(), req["cell_timeout"], own_uid=as_root and uid is not None)
     except BaseException as e:  # noqa: BLE001 - a failed set-up is reported, then the child exits
         try:
             os.write(report_fd, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
         except OSError:
             pass
         code = 70
-        try:
-            import traceback as _tb
-            open("_child_error.txt", "w").write(_tb.format_exc()[-3000:])
-        except BaseException:
-            pass
+        # for whoever debugs the sandbox (the grader never reads it)
+        with contextlib.suppress(BaseException), open("_child_error.txt", "w") as f:
+            f.write(traceback.format_exc()[-3000:])
     os._exit(code)
-
-
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process whose real uid is `uid` (the child's own uid, as root only)."""
-    for _ in range(50):
-        found = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    line = next(ln for ln in f if ln.startswith("Uid:"))
-                if int(line.split()[1]) == uid:
-                    found = True
-                    os.kill(int(entry), signal.SIGKILL)
-            except (OSError, StopIteration, ValueError):
-                continue
-        if not found:
-            return
-        time.sleep(0.01)
 
 
 def _wait(pid: int, timeout: float) -> tuple[int | None, bool]:
@@ -265,23 +142,32 @@ def run_one(req: dict) -> dict:
     except OSError:
         pass
     if os.geteuid() == 0 and req.get("uid") is not None:
-        _kill_uid(req["uid"])
+        kill_uid(req["uid"])
     report = os.read(r, 65536).decode(errors="replace")
     os.close(r)
     info = json.loads(report) if report.startswith("{") else {}
     exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
-    return {"exit": exit_code, "timed_out": timed_out, "seconds": seconds,
-            "level": info.get("level"), "setup_error": info.get("error")}
+    return {
+        "exit": exit_code,
+        "timed_out": timed_out,
+        "seconds": seconds,
+        "level": info.get("level"),
+        "setup_error": info.get("error"),
+    }
 
 
 def serve() -> None:
     """The zygote's loop: one JSON request per line on stdin, one JSON reply per line on stdout."""
+    import matplotlib
     import numpy  # noqa: F401 - loaded once here, shared by every child
     import torch  # noqa: F401
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
     import minilm  # noqa: F401
 
-    from . import child  # noqa: F401
+    from . import authoring, child  # noqa: F401 - authoring pulls nbformat in once
     from .sets import all_sets
 
     all_sets()
@@ -295,8 +181,13 @@ def serve() -> None:
         try:
             reply = run_one(json.loads(line))
         except Exception as e:  # noqa: BLE001 - report, keep serving
-            reply = {"exit": None, "timed_out": False, "seconds": 0.0, "level": None,
-                     "setup_error": f"zygote: {type(e).__name__}: {e}"}
+            reply = {
+                "exit": None,
+                "timed_out": False,
+                "seconds": 0.0,
+                "level": None,
+                "setup_error": f"zygote: {type(e).__name__}: {e}",
+            }
         proto.write(json.dumps(reply) + "\n")
         proto.flush()
 
@@ -304,9 +195,18 @@ def serve() -> None:
 def clean_env() -> dict[str, str]:
     """The environment of the zygote (and so of every child): nothing of the grader's but these."""
     keep = {k: os.environ[k] for k in ("MINILM_DATA_DIR", "LANG", "LC_ALL") if k in os.environ}
-    return {**keep, "PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "MINILM_PRESET": "smoke",
-            "PYTHONDONTWRITEBYTECODE": "1", "USER": "student", "LOGNAME": "student"}
+    return {
+        **keep,
+        "PATH": "/usr/bin:/bin",
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
+        "MINILM_PRESET": "smoke",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "USER": "student",
+        "LOGNAME": "student",
+    }
 
 
 class Zygote:
@@ -314,9 +214,16 @@ class Zygote:
 
     def __init__(self, log_path: str | Path, cwd: str | Path) -> None:
         self.log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
+        env = {**clean_env(), "HOME": str(cwd), "MPLCONFIGDIR": str(Path(cwd) / ".matplotlib")}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "minilm.grading.sandbox", "--serve"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.log, env=clean_env(), cwd=str(cwd), text=True)
+            [sys.executable, "-m", "minilm.grading.sandbox", "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=env,
+            cwd=str(cwd),
+            text=True,
+        )
         ready = self.proc.stdout.readline()
         if not ready.startswith('{"ready"'):
             raise RuntimeError(f"the grading sandbox did not start (see {log_path})")
@@ -329,6 +236,10 @@ class Zygote:
         if not line:
             raise RuntimeError("the grading sandbox exited")
         return json.loads(line)
+
+    def alive(self) -> bool:
+        """True while the zygote process runs."""
+        return self.proc.poll() is None
 
     def close(self) -> None:
         """Stop the zygote."""

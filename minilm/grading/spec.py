@@ -8,8 +8,9 @@ the reference's outputs). See docs/instructors.md, "Authoring an exercise".
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 def call_function(obj: Callable[..., Any], *args: Any) -> Any:
@@ -22,7 +23,9 @@ class Case:
     """One public case: the arguments and the expected (reference) output, as plain data."""
 
     args: tuple  # positional arguments passed to the exercise
-    expected: Any  # what the reference solution returns for them (a plain value, list, dict, tensor)
+    expected: (
+        Any  # what the reference solution returns for them (a plain value, list, dict, tensor)
+    )
     note: str = ""  # shown to the student, e.g. "empty text"
 
 
@@ -56,8 +59,10 @@ class ExerciseSet:
         for ex in self.exercises:
             if ex.id == exercise_id:
                 return ex
-        raise KeyError(f"set {self.name} has no exercise {exercise_id!r}; it has "
-                       f"{', '.join(e.id for e in self.exercises)}")
+        raise KeyError(
+            f"set {self.name} has no exercise {exercise_id!r}; it has "
+            f"{', '.join(e.id for e in self.exercises)}"
+        )
 
     @property
     def max_points(self) -> float:

@@ -8,12 +8,13 @@ plain Python.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_NOTEBOOK_BYTES = 20 << 20  # larger files are refused as invalid notebooks
-_MAGIC = re.compile(r"^(\s*)([%!])", re.M)
+_MAGIC = re.compile(r"^(\s*)([%!])", re.MULTILINE)
 
 
 @dataclass
@@ -28,18 +29,24 @@ class Submission:
 
 
 def find_submissions(folder: str | Path) -> list[tuple[str, Path]]:
-    """[(student, path)] for every visible entry of `folder`; a sub-folder stands for its one .ipynb."""
-    out = []
+    """[(student, path)] for every visible entry of `folder`; a sub-folder stands for its one .ipynb.
+
+    The student id is the file name without `.ipynb`; when two entries would share an id (`a.ipynb`
+    and a folder `a`), both keep their full names, so every entry appears exactly once.
+    """
+    out = []  # (student, path, entry name)
     for entry in sorted(Path(folder).iterdir()):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
+        if entry.is_dir() and not entry.is_symlink():
             inner = sorted(entry.glob("*.ipynb"))
-            out.append((entry.name, inner[0] if len(inner) == 1 else entry))
+            out.append((entry.name, inner[0] if len(inner) == 1 else entry, entry.name))
         else:
-            student = entry.name[: -len(".ipynb")] if entry.name.endswith(".ipynb") else entry.name
-            out.append((student, entry))
-    return out
+            out.append((entry.name.removesuffix(".ipynb"), entry, entry.name))
+    counts: dict[str, int] = {}
+    for student, _, _ in out:
+        counts[student] = counts.get(student, 0) + 1
+    return [(s if counts[s] == 1 else name, p) for s, p, name in out]
 
 
 def read_submission(student: str, path: Path) -> Submission:
@@ -51,13 +58,18 @@ def read_submission(student: str, path: Path) -> Submission:
         if path.is_dir():
             sub.problem = "a folder without exactly one .ipynb file"
             return sub
+        if path.is_symlink() or not path.is_file():
+            sub.problem = "not a regular file (a symbolic link or a special file)"
+            return sub
         if not path.name.endswith(".ipynb"):
             sub.problem = f"not a notebook file ({path.name})"
             return sub
         if path.stat().st_size > MAX_NOTEBOOK_BYTES:
             sub.problem = f"file larger than {MAX_NOTEBOOK_BYTES >> 20} MB"
             return sub
-        text = path.read_bytes().decode("utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            text = f.read(MAX_NOTEBOOK_BYTES + 1).decode("utf-8")
         raw = json.loads(text)
         if not isinstance(raw, dict) or not isinstance(raw.get("nbformat"), int):
             sub.problem = "JSON, but not a notebook (no nbformat version)"

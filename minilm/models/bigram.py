@@ -34,7 +34,7 @@ class CountBigram(nn.Module):
         self.register_buffer("counts", torch.zeros(V, V, dtype=torch.float64))  # (V, V)
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor, y: torch.Tensor) -> "CountBigram":
+    def update(self, x: torch.Tensor, y: torch.Tensor) -> CountBigram:
         """Add the pairs (x[i], y[i]) to the counts; pairs whose target is -1 are skipped."""
         x, y = x.reshape(-1), y.reshape(-1)
         keep = y != -1
@@ -43,7 +43,7 @@ class CountBigram(nn.Module):
         self.counts += torch.bincount(pair, minlength=V * V).view(V, V).to(self.counts.dtype)
         return self
 
-    def fit(self, data: torch.Tensor) -> "CountBigram":
+    def fit(self, data: torch.Tensor) -> CountBigram:
         """Count every consecutive pair of a 1-D token stream data (N,)."""
         return self.update(data[:-1], data[1:])
 

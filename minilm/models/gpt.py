@@ -74,13 +74,13 @@ class GPT(nn.Module):
         self.config = config
         self.block_size = config.block_size
         self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
-                wpe=nn.Embedding(config.block_size, config.n_embd),  # learned positions
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            )
+            {
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
+                "wpe": nn.Embedding(config.block_size, config.n_embd),  # learned positions
+                "drop": nn.Dropout(config.dropout),
+                "h": nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+                "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
+            }
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         # weight tying (as GPT-2): the output layer reuses the embedding matrix; saves V*C params
@@ -154,19 +154,19 @@ def flops_per_token(config: GPTConfig, n_params: int) -> float:
 # shakespeare-char model (6 layers, 6 heads, 384 wide, block 256).
 _SIZES: dict[str, dict[str, dict[str, int]]] = {
     "smoke": {
-        "small": dict(n_layer=1, n_head=2, n_embd=16, block_size=16),
-        "medium": dict(n_layer=2, n_head=2, n_embd=32, block_size=32),
-        "large": dict(n_layer=2, n_head=4, n_embd=64, block_size=32),
+        "small": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
+        "medium": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
+        "large": {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 32},
     },
     "cpu": {
-        "small": dict(n_layer=2, n_head=4, n_embd=64, block_size=64),
-        "medium": dict(n_layer=4, n_head=4, n_embd=128, block_size=64),
-        "large": dict(n_layer=4, n_head=6, n_embd=192, block_size=64),
+        "small": {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64},
+        "medium": {"n_layer": 3, "n_head": 4, "n_embd": 128, "block_size": 64},
+        "large": {"n_layer": 4, "n_head": 6, "n_embd": 192, "block_size": 64},
     },
     "gpu": {
-        "small": dict(n_layer=4, n_head=4, n_embd=128, block_size=256),
-        "medium": dict(n_layer=6, n_head=6, n_embd=384, block_size=256),
-        "large": dict(n_layer=8, n_head=8, n_embd=512, block_size=256),
+        "small": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256},
+        "medium": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256},
+        "large": {"n_layer": 8, "n_head": 8, "n_embd": 512, "block_size": 256},
     },
 }
 _DROPOUT = {"smoke": 0.0, "cpu": 0.0, "gpu": 0.2}

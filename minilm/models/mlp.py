@@ -40,7 +40,7 @@ class MLP(nn.Module):
     def context(self, idx: torch.Tensor) -> torch.Tensor:
         """idx (B, T) -> (B, T, block_size): for position t the tokens t, t-1, ..., t-block_size+1."""
         blank = self.config.vocab_size
-        B, T = idx.shape
+        B = idx.size(0)
         padded = torch.cat([idx.new_full((B, self.block_size - 1), blank), idx], dim=1)  # (B, bs-1+T)
         windows = padded.unfold(1, self.block_size, 1)  # (B, T, block_size), oldest first
         return windows.flip(-1)  # (B, T, block_size), newest first

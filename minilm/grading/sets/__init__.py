@@ -9,6 +9,10 @@ from ..spec import Exercise, ExerciseSet
 # set name -> module (in this package) that defines SET. Add a line here for a new set.
 SET_MODULES = {
     "01_text_tokens": "s01_text_tokens",
+    "02_bigram_mlp": "s02_bigram_mlp",
+    "03_rnn_lstm": "s03_rnn_lstm",
+    "04_attention": "s04_attention",
+    "05_pretraining": "s05_pretraining",
 }
 
 

@@ -11,7 +11,11 @@ import random
 from ..spec import Case, Exercise, ExerciseSet
 
 # Characters grading texts are drawn from: ASCII, whitespace, accents, Chinese, an emoji.
-_POOL = list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789 .,;:!?'\"-\n\té") + list("你好世界春风") + ["🙂"]
+_POOL = (
+    list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789 .,;:!?'\"-\n\té")
+    + list("你好世界春风")
+    + ["🙂"]
+)
 
 
 def _alphabet(rng: random.Random, k: int) -> list[str]:
@@ -52,8 +56,10 @@ def _ids(rng: random.Random, n: int, high: int) -> list[int]:
 
 def _count_inputs(rng: random.Random) -> list[tuple]:
     fixed = [([],), ([[]],), ([[7]],), ([[3, 3, 3, 3]],), ([[1, 2], [2, 1]],)]
-    rand = [([_ids(rng, rng.randint(0, n), rng.randint(2, 6)) for _ in range(rng.randint(1, 6))],)
-            for n in [5, 10, 30, 60, 100]]
+    rand = [
+        ([_ids(rng, rng.randint(0, n), rng.randint(2, 6)) for _ in range(rng.randint(1, 6))],)
+        for n in [5, 10, 30, 60, 100]
+    ]
     return fixed + rand
 
 
@@ -99,7 +105,9 @@ SET = ExerciseSet(
             public=(
                 Case(([0, 1, 2, 0, 1], {0: "a", 1: "b", 2: "c"}), "abcab"),
                 Case(([], {0: "a"}), "", note="no ids"),
-                Case(([5, 2, 9], {5: "你", 2: "好", 9: "🙂"}), "你好🙂", note="Chinese and an emoji"),
+                Case(
+                    ([5, 2, 9], {5: "你", 2: "好", 9: "🙂"}), "你好🙂", note="Chinese and an emoji"
+                ),
             ),
             grading=_decode_inputs,
             describe_grading="random id lists with shuffled tables over mixed scripts",
@@ -119,9 +127,18 @@ SET = ExerciseSet(
             id="apply_merges",
             points=2,
             public=(
-                Case(([97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99], [(97, 97), (256, 97), (257, 98)]),
-                     [258, 100, 258, 97, 99]),
-                Case(([1, 1, 1], [(1, 1), (256, 1)]), [257], note="left to right, then the new id merges"),
+                Case(
+                    (
+                        [97, 97, 97, 98, 100, 97, 97, 97, 98, 97, 99],
+                        [(97, 97), (256, 97), (257, 98)],
+                    ),
+                    [258, 100, 258, 97, 99],
+                ),
+                Case(
+                    ([1, 1, 1], [(1, 1), (256, 1)]),
+                    [257],
+                    note="left to right, then the new id merges",
+                ),
                 Case(([5, 6], [(6, 5)]), [5, 6], note="pair absent"),
             ),
             grading=_merge_inputs,

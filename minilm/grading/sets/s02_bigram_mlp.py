@@ -1,0 +1,266 @@
+"""Exercise set 02, bigram and MLP (solutions/02_bigram_mlp.ipynb; taught in notebook 02).
+
+Public cases (with the reference's outputs, stored as data) and the grading inputs drawn at grading
+time: float32 logits up to +-1000, count tables with empty rows, names over shuffled alphabets, MLP
+weights of random sizes.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+
+import torch
+
+from ..spec import Case, Exercise, ExerciseSet
+
+
+def _gen(rng: random.Random) -> torch.Generator:
+    return torch.Generator().manual_seed(rng.getrandbits(63))
+
+
+def _logits(g: torch.Generator, shape: tuple[int, ...], scale: float) -> torch.Tensor:
+    return torch.randn(shape, generator=g) * scale
+
+
+def _softmax_inputs(rng: random.Random) -> list[tuple]:
+    g = _gen(rng)
+    cases = [
+        (_logits(g, shape, scale),)
+        for shape, scale in [
+            ((rng.randint(1, 9),), 1.0),
+            ((rng.randint(1, 5), rng.randint(2, 9)), 3.0),
+            ((2, rng.randint(1, 4), rng.randint(2, 7)), 1.0),
+            ((3, 50), 10.0),
+        ]
+    ]
+    big = _logits(g, (rng.randint(2, 5), rng.randint(2, 8)), 1.0) + 1000.0  # exp overflows
+    cases.append((big,))
+    cases.append((_logits(g, (4, 6), 500.0),))  # +-1000 and beyond
+    cases.append(
+        (torch.full((2, rng.randint(1, 6)), float(rng.randint(-1000, 1000))),)
+    )  # all equal
+    return cases
+
+
+def _ce_inputs(rng: random.Random) -> list[tuple]:
+    g = _gen(rng)
+    cases = []
+    for n, c, scale in [
+        (1, 2, 1.0),
+        (rng.randint(2, 6), rng.randint(2, 10), 1.0),
+        (16, 27, 3.0),
+        (rng.randint(2, 8), 5, 1000.0),
+        (64, 65, 0.5),
+        (3, 1, 1.0),
+    ]:
+        cases.append((_logits(g, (n, c), scale), torch.randint(0, c, (n,), generator=g)))
+    # confident and right, or confident and wrong: logits near 1000
+    n, c = rng.randint(2, 6), rng.randint(2, 6)
+    cases.append(
+        (
+            torch.randn(n, c, generator=g) + 1000.0 * torch.eye(n, c),
+            torch.randint(0, c, (n,), generator=g),
+        )
+    )
+    return cases
+
+
+def _counts(g: torch.Generator, V: int, empty_rows: bool) -> torch.Tensor:
+    counts = torch.randint(0, 30, (V, V), generator=g)
+    if empty_rows:
+        counts[torch.randint(0, V, (max(1, V // 4),), generator=g)] = (
+            0  # characters never seen first
+        )
+    else:
+        counts[:, 0] += 1  # every row has a count
+    return counts
+
+
+def _bigram_probs_inputs(rng: random.Random) -> list[tuple]:
+    g = _gen(rng)
+    cases = [
+        (_counts(g, V, empty_rows=True), rng.choice([0.5, 1.0, 2.0, 0.01]))
+        for V in [1, 2, rng.randint(3, 9), 27, 40]
+    ]
+    cases += [(_counts(g, V, empty_rows=False), 0.0) for V in [3, rng.randint(4, 27)]]
+    cases.append((torch.zeros(5, 5, dtype=torch.int64), rng.choice([0.1, 1.0, 3.0])))
+    return cases
+
+
+def _nll_inputs(rng: random.Random) -> list[tuple]:
+    g = _gen(rng)
+    cases = []
+    for n_words in [1, 2, 5, 20, 50, 3]:
+        alphabet = rng.sample(string.ascii_lowercase, rng.randint(1, 26))
+        ids = rng.sample(range(1, len(alphabet) + 1), len(alphabet))  # "." is 0, letters shuffled
+        stoi = {".": 0, **dict(zip(alphabet, ids))}
+        V = len(stoi)
+        w = torch.rand(V, V, generator=g) + 0.01
+        probs = w / w.sum(dim=1, keepdim=True)
+        words = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9))) for _ in range(n_words)
+        ]
+        cases.append((words, stoi, probs))
+    return cases
+
+
+def _mlp_inputs(rng: random.Random) -> list[tuple]:
+    g = _gen(rng)
+    cases = []
+    for B, T, V, E, H in [
+        (1, 1, 2, 1, 1),
+        (2, 3, 27, 2, 8),
+        (rng.randint(1, 8), rng.randint(1, 6), 27, 10, 64),
+        (5, 8, 65, 4, 16),
+        (rng.randint(1, 4), 2, rng.randint(2, 12), rng.randint(1, 6), 3),
+    ]:
+        cases.append(
+            (
+                torch.randint(0, V, (B, T), generator=g),
+                torch.randn(V, E, generator=g),
+                torch.randn(T * E, H, generator=g) * (T * E) ** -0.5,
+                torch.randn(H, generator=g) * 0.1,
+                torch.randn(H, V, generator=g) * H**-0.5,
+                torch.randn(V, generator=g) * 0.1,
+            )
+        )
+    return cases
+
+
+def _call_1d(fn, *args):
+    """Run the exercise; a 0-dim tensor result travels as shape (1,) (the grading values carry no 0-dim tensor)."""
+    out = fn(*args)
+    return out.reshape(1) if type(out) is torch.Tensor and out.dim() == 0 else out
+
+
+def _f(values: list) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def _i(values: list) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.int64)
+
+
+_STOI = {".": 0, "a": 1, "b": 2}
+_PROBS = _f([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2], [0.6, 0.1, 0.3]])
+_C = _f([[0.1, 0.2], [0.3, -0.1], [-0.2, 0.4]])  # V=3, E=2
+_W1 = _f([[0.5, -0.3], [0.2, 0.1], [-0.4, 0.6], [0.3, 0.3]])  # (T*E=4, H=2)
+_B1 = _f([0.1, -0.1])
+_W2 = _f([[1.0, -0.5, 0.2], [0.3, 0.8, -1.0]])  # (H=2, V=3)
+_B2 = _f([0.0, 0.1, -0.1])
+
+SET = ExerciseSet(
+    name="02_bigram_mlp",
+    exercises=(
+        Exercise(
+            id="softmax",
+            points=1,
+            public=(
+                Case((_f([1.0, 2.0, 3.0]),), _f([0.090030573, 0.24472848, 0.66524094])),
+                Case(
+                    (_f([[1000.0, 1000.0, 999.0], [-1000.0, 0.0, 1000.0]]),),
+                    _f([[0.42231882, 0.42231882, 0.15536241], [0.0, 0.0, 1.0]]),
+                    note="large logits: subtract the max first",
+                ),
+                Case(
+                    (_f([[0.0, 0.0], [5.0, -5.0]]),), _f([[0.5, 0.5], [0.99995458, 4.5397868e-05]])
+                ),
+            ),
+            grading=_softmax_inputs,
+            describe_grading="1-D to 3-D float32 logits, rows near 1000, logits of size +-1000 and more, equal logits",
+            rtol=1e-4,
+            atol=1e-6,
+        ),
+        Exercise(
+            id="cross_entropy",
+            points=2,
+            public=(
+                Case((_f([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), _i([0, 1])), _f([0.31853974])),
+                Case(
+                    (_f([[1000.0, 0.0], [0.0, 1000.0]]), _i([1, 1])),
+                    _f([500.0]),
+                    note="large logits: one confident mistake costs 1000",
+                ),
+                Case(
+                    (torch.zeros(4, 5), _i([0, 1, 2, 3])),
+                    _f([1.6094379]),
+                    note="uniform logits: log 5",
+                ),
+            ),
+            grading=_ce_inputs,
+            describe_grading="random (N, C) logits up to 65 classes, logits near +-1000, a single class",
+            call=_call_1d,
+            rtol=1e-4,
+            atol=1e-5,
+        ),
+        Exercise(
+            id="bigram_probs",
+            points=1,
+            public=(
+                Case((_i([[0, 2], [3, 1]]), 1.0), _f([[0.25, 0.75], [0.66666669, 0.33333334]])),
+                Case(
+                    (_i([[1, 0, 3], [0, 0, 0], [2, 2, 0]]), 0.5),
+                    _f(
+                        [
+                            [0.27272728, 0.090909094, 0.63636363],
+                            [0.33333334, 0.33333334, 0.33333334],
+                            [0.45454547, 0.45454547, 0.090909094],
+                        ]
+                    ),
+                    note="a row never seen becomes uniform",
+                ),
+                Case(
+                    (_i([[2, 2], [1, 3]]), 0.0), _f([[0.5, 0.5], [0.25, 0.75]]), note="no smoothing"
+                ),
+            ),
+            grading=_bigram_probs_inputs,
+            describe_grading="random count tables from 1x1 to 40x40, rows of zeros, k from 0 to 3",
+            rtol=1e-5,
+            atol=1e-7,
+        ),
+        Exercise(
+            id="bigram_nll",
+            points=2,
+            public=(
+                Case(
+                    (["ab"], _STOI, _PROBS), 0.9378035664558411, note="pairs (., a), (a, b), (b, .)"
+                ),
+                Case(
+                    (["", "a"], _STOI, _PROBS),
+                    1.0729586084683735,
+                    note="the empty name is the pair (., .)",
+                ),
+                Case((["ba", "ab", "bb"], _STOI, _PROBS), 1.1283367276191711),
+            ),
+            grading=_nll_inputs,
+            describe_grading="1 to 50 random names (some empty) over shuffled alphabets, random probability tables",
+            rtol=1e-4,
+            atol=1e-6,
+        ),
+        Exercise(
+            id="mlp_forward",
+            points=2,
+            public=(
+                Case(
+                    (_i([[0, 1], [2, 2]]), _C, _W1, _B1, _W2, _B2),
+                    _f(
+                        [
+                            [0.051972285, 0.11199362, -0.13198295],
+                            [0.27290508, -0.036452539, -0.045418985],
+                        ]
+                    ),
+                ),
+                Case(
+                    (_i([[1, 0]]), _C, _W1, _B1, _W2, _B2),
+                    _f([[0.22096975, -0.086323164, 0.028813504]]),
+                    note="the order of the window matters",
+                ),
+            ),
+            grading=_mlp_inputs,
+            describe_grading="random windows and weights, T from 1 to 8, V up to 65, H up to 64",
+            rtol=1e-4,
+            atol=1e-5,
+        ),
+    ),
+)

@@ -1,0 +1,252 @@
+"""Exercise set 05, pretraining (solutions/05_pretraining.ipynb; taught in notebook 05).
+
+Public cases (with the reference's outputs, stored as data) and the grading inputs drawn at grading
+time: schedule steps at every boundary, GPT configs with and without biases and tying, bigram
+tables with batches of unequal sizes, throughput figures, GPT-style parameter names.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from ..spec import Case, Exercise, ExerciseSet
+
+
+def _gen(rng: random.Random) -> torch.Generator:
+    return torch.Generator().manual_seed(rng.getrandbits(63))
+
+
+def _lr_inputs(rng: random.Random) -> list[tuple]:
+    warmup = rng.randint(1, 50)
+    max_steps = warmup + rng.randint(1, 500)
+    max_lr = rng.choice([6e-4, 1e-3, 3e-3, 0.1])
+    min_lr = max_lr * rng.choice([0.0, 0.1])
+    steps = [
+        0,
+        warmup - 1,
+        warmup,
+        rng.randrange(warmup, max_steps),
+        (warmup + max_steps) // 2,
+        max_steps - 1,
+        max_steps,
+        max_steps + rng.randint(1, 100),
+        rng.randrange(0, warmup),
+    ]
+    cases = [(s, max_lr, min_lr, warmup, max_steps) for s in steps]
+    no_warmup = rng.randint(2, 100)
+    cases += [(s, 1.0, 0.0, 0, no_warmup) for s in (0, rng.randrange(no_warmup), no_warmup)]
+    cases.append((rng.randint(0, 12), 0.5, 0.05, 10, 10))  # warmup straight into the floor
+    return cases
+
+
+def _nparams_inputs(rng: random.Random) -> list[tuple]:
+    cases = []
+    for bias, tied in [(True, True), (True, False), (False, True), (False, False)]:
+        cases.append(
+            (
+                rng.randint(2, 300),
+                rng.randint(1, 512),
+                rng.randint(1, 12),
+                rng.choice([8, 16, 48, 64]),
+                bias,
+                tied,
+            )
+        )
+    cases.append(
+        (
+            rng.randint(50000, 51000),
+            1024,
+            rng.choice([12, 24]),
+            rng.choice([768, 1024]),
+            rng.random() < 0.5,
+            rng.random() < 0.5,
+        )
+    )
+    cases.append(
+        (rng.randint(1, 5), rng.randint(1, 5), 0, rng.randint(1, 5), True, False)
+    )  # no block
+    return cases
+
+
+def _loss_inputs(rng: random.Random) -> list[tuple]:
+    g = _gen(rng)
+    cases = []
+    for V, sizes in [
+        (2, [(1, 1)]),
+        (5, [(2, 3), (1, 1)]),
+        (27, [(4, 8), (rng.randint(1, 3), rng.randint(1, 5))]),
+        (
+            rng.randint(3, 65),
+            [(rng.randint(1, 4), rng.randint(1, 16)) for _ in range(rng.randint(2, 6))],
+        ),
+        (65, [(8, 32)] * 3),
+    ]:
+        table = torch.randn(V, V, generator=g) * rng.choice([0.5, 2.0])
+        batches = [
+            (torch.randint(0, V, (B, T), generator=g), torch.randint(0, V, (B, T), generator=g))
+            for B, T in sizes
+        ]
+        cases.append((table, batches))
+    return cases
+
+
+def _mfu_inputs(rng: random.Random) -> list[tuple]:
+    cases = []
+    for _ in range(6):
+        cases.append(
+            (
+                rng.randint(10_000, 2_000_000_000),
+                rng.choice([1, 4, 12, 64]),
+                rng.choice([64, 256, 1024]),
+                rng.choice([1, 2, 8]),
+                rng.uniform(0.01, 5.0),
+                rng.choice([65e12, 312e12, 989e12, 1e12]),
+            )
+        )
+    return cases
+
+
+def _names(rng: random.Random, n_layer: int, bias: bool, tied: bool) -> dict[str, list[int]]:
+    C, V, T = rng.choice([8, 32, 64]), rng.randint(10, 100), rng.randint(8, 64)
+    shapes = {"transformer.wte.weight": [V, C], "transformer.wpe.weight": [T, C]}
+    for i in range(n_layer):
+        layers = [
+            ("ln_1", [C], None),
+            ("attn.c_attn", [3 * C, C], 3 * C),
+            ("attn.c_proj", [C, C], C),
+            ("ln_2", [C], None),
+            ("mlp.c_fc", [4 * C, C], 4 * C),
+            ("mlp.c_proj", [C, 4 * C], C),
+        ]
+        for name, shape, out in layers:
+            shapes[f"transformer.h.{i}.{name}.weight"] = shape
+            if bias:
+                shapes[f"transformer.h.{i}.{name}.bias"] = [out or C]
+    shapes["transformer.ln_f.weight"] = [C]
+    if bias:
+        shapes["transformer.ln_f.bias"] = [C]
+    if not tied:
+        shapes["lm_head.weight"] = [V, C]
+    return shapes
+
+
+def _decay_inputs(rng: random.Random) -> list[tuple]:
+    cases = [
+        (_names(rng, n, bias, tied),)
+        for n, bias, tied in [
+            (1, True, True),
+            (rng.randint(1, 4), False, False),
+            (rng.randint(0, 3), True, False),
+        ]
+    ]
+    names = [f"p{i}" for i in rng.sample(range(100), 12)]  # shuffled, so order matters
+    cases.append(
+        ({n: [rng.randint(1, 5) for _ in range(rng.randint(0, 4))] for n in names},)
+    )  # 0-D to 4-D
+    cases.append(({"scale": [], "bias": [7], "weight": [1, 1]},))
+    return cases
+
+
+def _f(values: list) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32)
+
+
+_TABLE = _f([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5], [-1.0, 1.0, 3.0]])  # V = 3
+
+SET = ExerciseSet(
+    name="05_pretraining",
+    exercises=(
+        Exercise(
+            id="warmup_cosine_lr",
+            points=2,
+            public=(
+                Case((0, 1e-3, 1e-4, 10, 100), 0.0001, note="step 0 of warmup"),
+                Case((9, 1e-3, 1e-4, 10, 100), 0.001, note="last warmup step: max_lr"),
+                Case((55, 1e-3, 1e-4, 10, 100), 0.00055, note="halfway through the decay"),
+                Case((100, 1e-3, 1e-4, 10, 100), 0.0001, note="the end: min_lr"),
+                Case((5, 1.0, 0.0, 0, 10), 0.5, note="no warmup"),
+            ),
+            grading=_lr_inputs,
+            describe_grading="steps at every boundary (0, end of warmup, mid-decay, max_steps, beyond), "
+            "no warmup, warmup == max_steps (checked against minilm.training.get_lr)",
+            rtol=1e-9,
+            atol=1e-12,
+        ),
+        Exercise(
+            id="gpt_num_params",
+            points=2,
+            public=(
+                Case((50257, 1024, 12, 768, True, True), 124439808, note="GPT-2 small"),
+                Case((65, 32, 2, 32, True, True), 28576),
+                Case((65, 32, 2, 32, False, False), 29920, note="no biases, untied head"),
+            ),
+            grading=_nparams_inputs,
+            describe_grading="random configs with and without biases and tying, GPT-2 sizes, zero layers "
+            "(checked against counting minilm.models.GPT)",
+        ),
+        Exercise(
+            id="estimate_loss",
+            points=2,
+            public=(
+                Case(
+                    (torch.zeros(3, 3), [(torch.tensor([[0, 1]]), torch.tensor([[1, 2]]))]),
+                    1.0986123085021973,
+                    note="uniform logits: log 3",
+                ),
+                Case(
+                    (
+                        _TABLE,
+                        [
+                            (torch.tensor([[0, 1, 2]]), torch.tensor([[0, 2, 2]])),
+                            (torch.tensor([[2]]), torch.tensor([[1]])),
+                        ],
+                    ),
+                    1.306697502732277,
+                    note="the mean of two batch means (not of the four tokens)",
+                ),
+            ),
+            grading=_loss_inputs,
+            describe_grading="random tables up to 65 tokens, 1 to 6 batches of unequal sizes",
+            rtol=1e-5,
+            atol=1e-6,
+        ),
+        Exercise(
+            id="mfu",
+            points=1,
+            public=(
+                Case((124_000_000, 16, 1024, 1, 0.5, 312e12), 0.07813907692307692),
+                Case(
+                    (10_000_000, 64, 256, 8, 2.0, 65e12),
+                    0.060494769230769234,
+                    note="gradient accumulation",
+                ),
+            ),
+            grading=_mfu_inputs,
+            describe_grading="random sizes, batch shapes, step times and peak FLOP/s",
+            rtol=1e-9,
+            atol=0.0,
+        ),
+        Exercise(
+            id="decay_names",
+            points=1,
+            public=(
+                Case(
+                    (
+                        {
+                            "transformer.wte.weight": [65, 32],
+                            "transformer.h.0.ln_1.weight": [32],
+                            "transformer.h.0.attn.c_attn.weight": [96, 32],
+                            "transformer.h.0.attn.c_attn.bias": [96],
+                        },
+                    ),
+                    ["transformer.wte.weight", "transformer.h.0.attn.c_attn.weight"],
+                ),
+                Case(({},), [], note="no parameters"),
+            ),
+            grading=_decay_inputs,
+            describe_grading="GPT parameter shapes with and without biases and a head, random names of 0 to 4 dims",
+        ),
+    ),
+)

@@ -1,0 +1,56 @@
+"""Finding and reading submitted notebooks: one student per entry, bad files named, links refused."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+
+from minilm.grading.submission import find_submissions, read_submission
+
+
+def test_every_entry_is_one_student_even_when_names_collide(tmp_path):
+    (tmp_path / "alice.ipynb").write_text("{}")
+    (tmp_path / "alice").mkdir()  # a folder that would also be "alice"
+    (tmp_path / "bob").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "bob" / "whatever.ipynb")
+    (tmp_path / "carol.txt").write_text("hello")
+    (tmp_path / ".DS_Store").write_text("")
+    found = dict(find_submissions(tmp_path))
+    assert sorted(found) == ["alice", "alice.ipynb", "bob", "carol.txt"]
+    assert found["bob"].name == "whatever.ipynb"
+
+
+def test_bad_files_get_a_reason_and_no_cells(tmp_path):
+    cases = {
+        "link.ipynb": None,
+        "binary.ipynb": b"\xff\xfe\x00",
+        "list.ipynb": b"[1, 2]",
+        "broken.ipynb": b'{"cells": [',
+        "notes.txt": b"text",
+    }
+    for name, data in cases.items():
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+    target = tmp_path / "real.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), target)
+    os.symlink(target, tmp_path / "link.ipynb")
+    reasons = {name: read_submission(name, tmp_path / name).problem for name in cases}
+    assert "symbolic link" in reasons["link.ipynb"]
+    assert "UTF-8" in reasons["binary.ipynb"]
+    assert "not a notebook" in reasons["list.ipynb"]
+    assert "JSON" in reasons["broken.ipynb"]
+    assert "not a notebook file" in reasons["notes.txt"]
+    assert read_submission("real", target).cells == []
+
+
+def test_old_formats_are_upgraded_and_magics_commented(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%matplotlib inline\n!ls\nx = 1")])
+    v3 = nbformat.convert(nb, 3)
+    path = tmp_path / "old.ipynb"
+    path.write_text(nbformat.writes(v3, version=3))
+    assert json.loads(path.read_text())["nbformat"] == 3
+    sub = read_submission("old", path)
+    assert sub.cells == ["# %matplotlib inline\n# !ls\nx = 1"]
+    assert sub.notes == ["converted from nbformat 3 to 4"]
