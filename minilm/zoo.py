@@ -114,9 +114,21 @@ def pretrained_gpt(
           f"{recipe.train.max_steps} steps); later calls load it in seconds")
     model, history = train_gpt(recipe, train_data, val_data, device, compile=compile,
                                progress=progress)
-    save_checkpoint(path, model, None, recipe.train.max_steps, train_config=recipe.train,
-                    history=history, extra={"dataset": dataset, "preset": name})
+    save_pretrained(model, history, dataset, name)
     return model.eval(), tok
+
+
+def save_pretrained(model: GPT, history: History, dataset: str = "tinyshakespeare",
+                    preset: str | None = None) -> Path:
+    """Store a GPT trained by `recipe_for(preset)` where `pretrained_gpt` will find it (notebook 05)."""
+    name = preset or active_preset().name
+    tok = char_data(dataset)[0]
+    recipe = recipe_for(name, tok.vocab_size)
+    if asdict(model.config) != asdict(recipe.model):
+        raise ValueError(f"this model's config is not the {name} preset's: {model.config}")
+    path = model_path(dataset, name, recipe, tok)
+    return save_checkpoint(path, model, None, history.steps[-1], train_config=recipe.train,
+                           history=history, extra={"dataset": dataset, "preset": name})
 
 
 def train_gpt(

@@ -50,3 +50,21 @@ def test_a_changed_recipe_gets_another_file(tmp_cache):
     r.train.max_steps += 1
     assert zoo.model_path("tinyshakespeare", "smoke", r, tok) != a
     assert a.parent == tmp_cache / "models"
+
+
+def test_train_gpt_reproduces_the_cached_model_and_save_pretrained(tmp_cache, tmp_path, monkeypatch):
+    """Notebook 05 trains by the recipe itself and stores the result with save_pretrained."""
+    tok, train_data, val_data = zoo.char_data("tinyshakespeare")
+    recipe = zoo.recipe_for("smoke", tok.vocab_size)
+    model, history = zoo.train_gpt(recipe, train_data, val_data, "cpu", progress=False)
+    cached, _ = zoo.pretrained_gpt("tinyshakespeare", preset="smoke", device="cpu", progress=False)
+    for k, v in cached.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k  # seeded: the same weights
+    monkeypatch.setenv("MINILM_CACHE_DIR", str(tmp_path))  # a fresh, empty cache
+    path = zoo.save_pretrained(model, history, "tinyshakespeare", "smoke")
+    assert path.parent == tmp_path / "models"
+    monkeypatch.setattr(zoo, "train_gpt", None)  # loading must not train
+    loaded, _ = zoo.pretrained_gpt("tinyshakespeare", preset="smoke", device="cpu", progress=False)
+    assert torch.equal(loaded.transformer.wte.weight, model.transformer.wte.weight)
+    with pytest.raises(ValueError, match="preset"):
+        zoo.save_pretrained(GPT(zoo.gpt_config_for("smoke", 65, "large")), history, preset="smoke")

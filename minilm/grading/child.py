@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import traceback
+import types
 from typing import Any
 
 MAX_OUTPUT = 64 * 1024  # characters of the submission's printed output kept (the rest is counted)
@@ -120,11 +121,10 @@ def run_job(workdir: str, cell_timeout: float, own_uid: bool = False) -> None:
 
     sys.stdout = sys.stderr = out
     signal.signal(signal.SIGALRM, _on_alarm)
-    namespace: dict[str, Any] = {
-        "__name__": "__main__",
-        "__builtins__": builtins,
-        "display": lambda *a, **k: None,
-    }
+    main = types.ModuleType("__main__")  # a real module, as in Jupyter (dataclasses look it up)
+    sys.modules["__main__"] = main
+    namespace: dict[str, Any] = main.__dict__
+    namespace.update(__builtins__=builtins, display=lambda *a, **k: None)
     for i, source in enumerate(job["cells"]):
         try:
             code = compile(source, f"<cell {i}>", "exec")

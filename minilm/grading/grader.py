@@ -104,14 +104,7 @@ class Grader:
                 os.chown(work, uid, uid)
                 os.chmod(work, 0o700)
                 os.chmod(work / "job.json", 0o644)
-            hide = [
-                str(self.solutions),
-                str(submissions_dir.resolve()),
-                str(self.out),
-                *self.opts.hide,
-            ]
-            git = self.solutions.parent / ".git"
-            hide += [str(git)] if git.exists() else []
+            hide = [str(submissions_dir.resolve()), *self._private_paths()]
             reply = zygote.run(
                 {
                     "workdir": str(work),
@@ -127,6 +120,19 @@ class Grader:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return verdict(self.set, self.opts, sub, reply, results, expected, inputs)
+
+    def _private_paths(self) -> list[str]:
+        """What the child must not see: solutions, the repository's git data, output, --hide."""
+        paths = [self.solutions, self.out, *map(Path, self.opts.hide)]
+        git = self.solutions.parent / ".git"
+        if git.is_file():  # a worktree or submodule: "gitdir: <path>" points at the real data
+            target = git.read_text().partition("gitdir:")[2].strip()
+            gitdir = (git.parent / target).resolve()
+            paths += (
+                [gitdir, gitdir.parent.parent] if gitdir.parent.name == "worktrees" else [gitdir]
+            )
+        paths.append(git)
+        return [str(Path(p).resolve()) for p in paths if Path(p).exists()]
 
     @staticmethod
     def _read_results(work: Path) -> dict | None:

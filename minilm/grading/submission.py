@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def read_submission(student: str, path: Path) -> Submission:
             sub.problem = "JSON, but not a notebook (no nbformat version)"
             return sub
         version = raw["nbformat"]
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():  # e.g. missing cell ids: not the student's problem
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4)
         if version != 4:
             sub.notes.append(f"converted from nbformat {version} to 4")
         cells = []
