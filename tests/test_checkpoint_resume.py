@@ -108,7 +108,7 @@ def test_uninterrupted_run_leaves_a_final_checkpoint(setup):
     assert ckpt["config"]["block_size"] == 4 and ckpt["train_config"]["max_steps"] == MAX_STEPS
 
 
-@pytest.mark.parametrize("kill_after_step", [9, 21])
+@pytest.mark.parametrize("kill_after_step", [21])  # add kill points here; each costs ~5 s
 def test_sigkill_mid_run_then_resume_matches(setup, kill_after_step):
     root, script, reference = setup
     ckpt_dir, out = root / f"ckpt_run{kill_after_step}", root / f"out_run{kill_after_step}.pt"

@@ -46,7 +46,9 @@ def test_bad_files_get_a_reason_and_no_cells(tmp_path):
 
 
 def test_old_formats_are_upgraded_and_magics_commented(tmp_path):
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%matplotlib inline\n!ls\nx = 1")])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("%matplotlib inline\n!ls\nx = 1")]
+    )
     v3 = nbformat.convert(nb, 3)
     path = tmp_path / "old.ipynb"
     path.write_text(nbformat.writes(v3, version=3))

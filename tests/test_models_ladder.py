@@ -176,7 +176,7 @@ def test_neural_bigram_approaches_the_count_table():
     neural = BigramLM(BigramConfig(vocab_size=5))
     opt = torch.optim.Adam(neural.parameters(), lr=0.1)
     x, y = data[:-1].view(1, -1), data[1:].view(1, -1)
-    for _ in range(300):
+    for _ in range(200):
         _, loss = neural(x, y)
         opt.zero_grad()
         loss.backward()

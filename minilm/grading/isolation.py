@@ -194,3 +194,17 @@ def kill_uid(uid: int) -> None:
         if not found:
             return
         time.sleep(0.01)
+
+
+def namespaces_available() -> bool:
+    """Whether this process may create the namespaces the sandbox needs (tried in a forked child)."""
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            lib = load_libc()
+            flags = CLONE_NEWNS | CLONE_NEWNET
+            ok = lib.unshare(flags if os.geteuid() == 0 else flags | CLONE_NEWUSER) == 0
+        finally:
+            os._exit(0 if ok else 1)
+    return os.waitpid(pid, 0)[1] == 0
