@@ -81,7 +81,8 @@ def run(recipe: zoo.Recipe, data, device: torch.device, steps: int, compile: boo
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t
-    get = zoo.batch_fn(data[1], data[2], recipe.model.block_size, recipe.batch_size, device, seed=0)
+    get, _ = zoo.batch_fn(data[1], data[2], recipe.model.block_size, recipe.batch_size, device,
+                          seed=0)
     history.val_loss[-1] = estimate_loss(model, get, 200, device, splits=("val",))["val"]
     return model, history, wall
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -44,20 +45,19 @@ class Recipe:
 def recipe_for(preset: str, vocab_size: int) -> Recipe:
     """The training recipe of a preset: smoke (seconds), cpu (about 90 s on 2 cores), gpu (minutes on a T4)."""
     model = gpt_config_for(preset, vocab_size)
-    common = {"warmup_steps": 0, "weight_decay": 0.1, "betas": (0.9, 0.99), "grad_clip": 1.0, "progress": True}
     if preset == "smoke":
-        cfg = TrainConfig(max_steps=30, learning_rate=3e-3, min_lr=3e-4, eval_interval=15,
-                          eval_iters=2, **common)
-        return Recipe(model, replace(cfg, warmup_steps=5), batch_size=8)
+        cfg = TrainConfig(max_steps=30, learning_rate=3e-3, min_lr=3e-4, warmup_steps=5,
+                          eval_interval=15, eval_iters=2, weight_decay=0.1)
+        return Recipe(model, cfg, batch_size=8)
     if preset == "cpu":
-        # tuned in benchmarks/gpt.py: val ~1.78 in ~90 s on 2 cores (nanoGPT's baby GPT: 1.89)
-        cfg = TrainConfig(max_steps=2000, learning_rate=3e-3, min_lr=3e-4, eval_interval=250,
-                          eval_iters=20, **common)
-        return Recipe(model, replace(cfg, warmup_steps=100), batch_size=16)
+        # tuned with benchmarks/gpt.py: val ~1.78 in ~90 s on 2 cores (nanoGPT's baby GPT: 1.89)
+        cfg = TrainConfig(max_steps=2000, learning_rate=3e-3, min_lr=3e-4, warmup_steps=100,
+                          eval_interval=250, eval_iters=20, weight_decay=0.1)
+        return Recipe(model, cfg, batch_size=16)
     # gpu: nanoGPT's shakespeare-char recipe (val 1.4697 on an A100 in its README)
-    cfg = TrainConfig(max_steps=5000, learning_rate=1e-3, min_lr=1e-4, eval_interval=250,
-                      eval_iters=200, **common)
-    return Recipe(model, replace(cfg, warmup_steps=100), batch_size=64)
+    cfg = TrainConfig(max_steps=5000, learning_rate=1e-3, min_lr=1e-4, warmup_steps=100,
+                      eval_interval=250, eval_iters=200, weight_decay=0.1)
+    return Recipe(model, cfg, batch_size=64)
 
 
 def char_data(dataset: str) -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
@@ -68,17 +68,18 @@ def char_data(dataset: str) -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
     return tok, train_data, val_data
 
 
-def batch_fn(train_data: torch.Tensor, val_data: torch.Tensor, block_size: int, batch_size: int,
-             device: torch.device | str, seed: int = SEED):
-    """get_batch(split) -> (x, y) (B, T) on device, drawing from one seeded generator: for train()."""
+def batch_fn(
+    train_data: torch.Tensor, val_data: torch.Tensor, block_size: int, batch_size: int,
+    device: torch.device | str, seed: int = SEED,
+) -> tuple[Callable[[str], tuple[torch.Tensor, torch.Tensor]], torch.Generator]:
+    """(get_batch(split) -> (x, y) (B, T) on device, its seeded generator): what train() takes."""
     generator = torch.Generator().manual_seed(seed)
 
     def get(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         data = train_data if split == "train" else val_data
         return get_batch(data, block_size, batch_size, device, generator)
 
-    get.generator = generator  # so train() can checkpoint its state
-    return get
+    return get, generator  # pass the generator to train() so checkpoints capture its state
 
 
 def model_path(dataset: str, preset: str, recipe: Recipe, tok: CharTokenizer) -> Path:
@@ -145,7 +146,8 @@ def train_gpt(
     model = GPT(recipe.model).to(device)
     cfg = replace(recipe.train, progress=progress, **overrides)
     optimizer = configure_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.betas, device)
-    get = batch_fn(train_data, val_data, recipe.model.block_size, recipe.batch_size, device)
+    get, generator = batch_fn(train_data, val_data, recipe.model.block_size, recipe.batch_size,
+                              device)
     runner = maybe_compile(model, device, compile)
-    history = train(runner, get, cfg, device, optimizer=optimizer, generator=get.generator)
+    history = train(runner, get, cfg, device, optimizer=optimizer, generator=generator)
     return model, history  # the plain module (not the compiled wrapper): its state_dict saves cleanly

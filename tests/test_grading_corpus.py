@@ -53,6 +53,7 @@ EXPECTED = {
     "nbformat_v3": ("ok", 9),
     "forge_results": ("ok", 0),
     "library_reference": ("ok", 0),
+    "disk_filler": ("ok", 9),
 }
 
 

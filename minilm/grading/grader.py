@@ -25,6 +25,7 @@ from typing import Any
 
 from .authoring import find_solutions_dir, load_reference
 from .compare import decode, encode
+from .isolation import mount_scratch, unmount
 from .sandbox import LEVELS, Zygote
 from .sets import get_set
 from .spec import ExerciseSet
@@ -33,6 +34,7 @@ from .verdict import GradeOptions, Row, fmt_points, verdict, write_outputs
 
 UID_BASE = 1_900_000_000  # child uids (as root): UID_BASE + 64 * (pid % 1000) + job slot
 MAX_RESULTS_BYTES = 64 << 20
+SCRATCH_MB = 256  # (root) the work folder is a tmpfs of this size: a child cannot fill the disk
 
 
 class Grader:
@@ -89,6 +91,8 @@ class Grader:
         inputs = self._inputs(sub.student)
         expected = self._expected(inputs)
         work = Path(tempfile.mkdtemp(prefix="s-", dir=self.workroot))
+        uid = self.uid_base + slot if os.geteuid() == 0 else None
+        scratch = uid is not None and mount_scratch(work, SCRATCH_MB, uid)
         try:
             job = {
                 "set": self.set.name,
@@ -99,7 +103,6 @@ class Grader:
                 ],
             }
             (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
-            uid = self.uid_base + slot if os.geteuid() == 0 else None
             if uid is not None:
                 os.chown(work, uid, uid)
                 os.chmod(work, 0o700)
@@ -118,6 +121,8 @@ class Grader:
             )
             results = self._read_results(work)
         finally:
+            if scratch:
+                unmount(work)
             shutil.rmtree(work, ignore_errors=True)
         return verdict(self.set, self.opts, sub, reply, results, expected, inputs)
 

@@ -124,6 +124,9 @@ def enter_namespaces(
     mount(libc, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
     if os.path.isdir("/dev/shm"):
         mount(libc, "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+    for shared in ("/var/tmp", "/run/lock"):  # the other folders anyone may write to
+        if os.path.isdir(shared):
+            mount(libc, "tmpfs", shared, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
     os.mkdir("/tmp/work", 0o755)
     mount(libc, f"/proc/self/fd/{work_fd}", "/tmp/work", None, MS_BIND, None)
     os.close(work_fd)
@@ -208,3 +211,17 @@ def namespaces_available() -> bool:
         finally:
             os._exit(0 if ok else 1)
     return os.waitpid(pid, 0)[1] == 0
+
+
+def mount_scratch(path: str | Path, size_mb: int, uid: int) -> bool:
+    """(root) Make `path` a tmpfs of `size_mb` owned by `uid`, so a child cannot fill the disk."""
+    lib = load_libc()
+    data = f"size={size_mb}m,mode=700,uid={uid},gid={uid}"
+    return (
+        lib.mount(b"tmpfs", str(path).encode(), b"tmpfs", MS_NOSUID | MS_NODEV, data.encode()) == 0
+    )
+
+
+def unmount(path: str | Path) -> None:
+    """Detach the mount at `path` (after mount_scratch)."""
+    load_libc().umount2(str(path).encode(), 2)  # MNT_DETACH

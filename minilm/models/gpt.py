@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .attention import CausalSelfAttention
+from .base import lm_loss
 
 
 @dataclass
@@ -113,7 +113,7 @@ class GPT(nn.Module):
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) int64 -> logits (B, T, V) and mean cross-entropy against targets (B, T) or None."""
-        B, T = idx.shape
+        T = idx.shape[1]  # idx is (B, T)
         if T > self.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size={self.block_size}")
         pos = torch.arange(T, device=idx.device)  # (T,)
@@ -123,12 +123,7 @@ class GPT(nn.Module):
             x = block(x)  # (B, T, C)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.view(B * T, -1).float(), targets.reshape(B * T), ignore_index=-1
-            )
-        return logits, loss
+        return logits, lm_loss(logits, targets)  # mean cross-entropy, -1 targets ignored
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
