@@ -88,7 +88,7 @@ def _estimate_loss(table, batches):
 
 TRUSTED = {
     "softmax": lambda z: torch.softmax(z, dim=-1),
-    "cross_entropy": lambda z, t: F.cross_entropy(z, t).reshape(1),  # as the spec's call returns it
+    "cross_entropy": lambda z, t: F.cross_entropy(z, t),
     "bigram_probs": lambda n, k: ((n.double() + k) / (n.double() + k).sum(1, keepdim=True)).float(),
     "rnn_step": lambda x, h, W_xh, W_hh, b: _trusted_rnn_forward(x[:, None], h, W_xh, W_hh, b)[
         :, 0

@@ -30,6 +30,7 @@ from minilm.grading.compare import NotData, decode, encode, same
         torch.arange(6, dtype=torch.int64).reshape(2, 3),
         torch.randn(3, 4, generator=torch.Generator().manual_seed(0)),
         torch.zeros(0, 3),
+        torch.tensor(2.5),  # 0-dim, as F.cross_entropy returns
         torch.tensor([True, False]),
         torch.randn(2).to(torch.bfloat16),
         np.arange(4, dtype=np.float32).reshape(2, 2),

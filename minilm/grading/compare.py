@@ -52,7 +52,7 @@ def encode(x: Any, _depth: int = 0) -> Any:
             )
         arr = x.detach().cpu().contiguous()
         dtype = str(arr.dtype).removeprefix("torch.")
-        raw = arr.view(torch.uint8).numpy().tobytes() if arr.numel() else b""
+        raw = arr.reshape(-1).view(torch.uint8).numpy().tobytes() if arr.numel() else b""  # shape travels apart
         return {
             "t": "tensor",
             "dtype": dtype,
