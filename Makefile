@@ -44,7 +44,7 @@ lab: setup
 	$(PY) -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
 test: setup
-	MINILM_PRESET=smoke $(PY) -m pytest -n 2 --nbval-lax --dist loadfile $(PYTEST_ARGS)
+	MINILM_PRESET=smoke OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --nbval-lax --dist loadfile $(PYTEST_ARGS)
 
 exercises: setup
 	$(PY) -m minilm.cli make-exercises

@@ -183,3 +183,23 @@ def test_neural_bigram_approaches_the_count_table():
         opt.step()
     assert (neural.probs() - counts.probs()).abs().max() < 0.01
     torch.testing.assert_close(loss, counts(x, y)[1], atol=1e-3, rtol=0)
+
+
+def test_names_rows_like_makemore():
+    from minilm.names import dataset_loss, decode_name, encode_names, names_tokenizer, split_names
+
+    words = ["emma", "bo", "alexandra"]
+    tok = names_tokenizer(words)
+    assert tok.chars[0] == "." and tok.vocab_size == 1 + len(set("".join(words)))
+    data = encode_names(words, tok, block_size=6)
+    e, m, a = tok.stoi["e"], tok.stoi["m"], tok.stoi["a"]
+    assert data.x[0].tolist() == [0, e, m, m, a, 0]
+    assert data.y[0].tolist() == [e, m, m, a, 0, -1]  # predict the end, then nothing
+    assert data.y[2, -1] == 0 and (data.y[2] != -1).all()  # cut to block_size - 1 letters
+    train, test = split_names([str(i) for i in range(50)], n_test=10, seed=1)
+    assert len(test) == 10 and sorted(train + test) == sorted(str(i) for i in range(50))
+    assert split_names([str(i) for i in range(50)], n_test=10, seed=1) == (train, test)
+    model = CountBigram(BigramConfig(vocab_size=tok.vocab_size)).update(data.x, data.y)
+    _, loss = model(data.x, data.y)
+    torch.testing.assert_close(torch.tensor(dataset_loss(model, data, batch_size=2)), loss, rtol=1e-5, atol=1e-6)
+    assert decode_name([e, m, m, a, 0, 0], tok) == "emma"
