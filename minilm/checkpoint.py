@@ -107,6 +107,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in _tmp_files(path):  # left by a save that was killed: never read, now removed
         stale.unlink(missing_ok=True)
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: save the plain module's keys
     config = getattr(model, "config", None)
     state = {
         "format": FORMAT,
@@ -161,7 +162,7 @@ def restore_checkpoint(
     restore_rng: bool = True,
 ) -> int:
     """Load the states of a loaded checkpoint into model/optimizer/scaler/RNGs; returns its step."""
-    model.load_state_dict(ckpt["model"])
+    getattr(model, "_orig_mod", model).load_state_dict(ckpt["model"])
     if optimizer is not None and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     if scaler is not None and ckpt.get("scaler") is not None:

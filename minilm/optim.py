@@ -34,14 +34,15 @@ def configure_optimizer(
     weight_decay: float = 0.1,
     betas: tuple[float, float] = (0.9, 0.99),
     device: torch.device | str = "cpu",
+    eps: float = 1e-8,
 ) -> torch.optim.AdamW:
     """AdamW over `param_groups(model, weight_decay)`; the fused kernel on CUDA (and on CPU, torch >= 2.4)."""
-    groups = param_groups(model, weight_decay)
+    groups = [g for g in param_groups(model, weight_decay) if g["params"]]
     if fused_supported(device):
         # one kernel for every tensor instead of several per tensor: on a small model's CPU
         # step this is ~3x faster (benchmarks/gpt.py), the same numbers up to float rounding
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
-    return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
 
 
 def fused_supported(device: torch.device | str) -> bool:

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import checkpoint_path, load_checkpoint, restore_checkpoint, save_checkpoint
+from .optim import configure_optimizer
 from .runtime import autocast, grad_scaler
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -87,14 +88,9 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices (dim >= 2) and none on biases and norm gains."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate,
-                             betas=cfg.betas, eps=cfg.eps)
+    """AdamW with weight decay on matrices (dim >= 2) only: `minilm.optim.configure_optimizer` with cfg's settings."""
+    device = next(model.parameters()).device
+    return configure_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.betas, device, eps=cfg.eps)
 
 
 @torch.no_grad()
@@ -152,13 +148,17 @@ def train(
 
     elapsed = history.wall_time[-1] if history.wall_time else 0.0
     tokens, t0 = 0, time.perf_counter()
-    pending: list[torch.Tensor] = []  # step losses not yet copied to the host (avoids a sync per step)
+    # Step losses wait on the device in a buffer allocated once (no host sync per step; a list of
+    # tiny tensors would also fragment the CPU heap so that RSS grows with every step).
+    pending = torch.zeros(max(cfg.eval_interval, cfg.checkpoint_interval, 1), device=device)
+    n_pending = 0
     shown: dict[str, str] = {}  # what the progress bar shows: step loss, last train/val estimate
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress, dynamic_ncols=True)
     while True:
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
-            history.step_loss.extend(torch.stack(pending).tolist() if pending else [])
-            pending.clear()
+        evaluated = bool(history.steps) and history.steps[-1] == step  # e.g. a run extended on resume
+        if (step % cfg.eval_interval == 0 or step == cfg.max_steps) and not evaluated:
+            history.step_loss.extend(pending[:n_pending].tolist())
+            n_pending = 0
             now = time.perf_counter()
             elapsed += now - t0
             losses = estimate_loss(model, get_batch, cfg.eval_iters, device)
@@ -188,15 +188,16 @@ def train(
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        pending.append(loss.detach().float())  # the last micro-batch's loss
+        pending[n_pending] = loss.detach().float()  # the last micro-batch's loss
+        n_pending += 1
         step += 1
         bar.update(1)
         if cfg.progress and step % 10 == 0:
-            shown["loss"] = f"{pending[-1].item():.4f}"
+            shown["loss"] = f"{pending[n_pending - 1].item():.4f}"
             bar.set_postfix(shown)
         if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0 and step < cfg.max_steps:
-            history.step_loss.extend(torch.stack(pending).tolist())
-            pending.clear()
+            history.step_loss.extend(pending[:n_pending].tolist())
+            n_pending = 0
             save(step)
     bar.close()
     save(cfg.max_steps)

@@ -134,3 +134,28 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
     opt2.load_state_dict(ckpt["optimizer"])
     assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+def test_extending_a_finished_run_does_not_repeat_its_last_evaluation(tmp_path):
+    torch.manual_seed(0)
+    V, get_batch, g = _task(2)
+    model = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=4, n_hidden=8))
+    cfg = TrainConfig(max_steps=20, eval_interval=10, eval_iters=2, checkpoint_dir=str(tmp_path),
+                      run_name="ext", progress=False)
+    train(model, get_batch, cfg, "cpu", generator=g)
+    h = train(model, get_batch, replace(cfg, max_steps=40, resume=True), "cpu", generator=g)
+    assert h.steps == [0, 10, 20, 30, 40] and len(h.step_loss) == 40
+
+
+def test_checkpoint_of_a_compiled_model_holds_the_plain_keys(tmp_path):
+    class Wrapper(torch.nn.Module):  # what torch.compile returns: the module under _orig_mod
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+    model = MLP(MLPConfig(vocab_size=5, block_size=2, n_embd=3, n_hidden=4))
+    path = save_checkpoint(tmp_path / "c.pt", Wrapper(model), step=1)
+    ckpt = load_checkpoint(path)
+    assert set(ckpt["model"]) == set(model.state_dict()) and ckpt["model_class"] == "MLP"
+    rebuilt = model_from_checkpoint(ckpt, MLP, MLPConfig)
+    assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in model.state_dict().items())
