@@ -2,7 +2,8 @@
 #   make lab    create .venv if no environment is active, install, open the course in JupyterLab
 #   make test   same set-up, then run every test (library, notebooks, exercises, grader)
 #
-# An active virtualenv or conda environment is used as it is; otherwise .venv is created.
+# An active virtualenv or conda environment (other than base) is used as it is; otherwise .venv
+# is created.
 # PyTorch is installed only when the environment has none, so an existing (e.g. CUDA) build
 # is never replaced. Override the one that gets installed with `make TORCH=... test`.
 
@@ -10,9 +11,11 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 SHARED_DATA := $(abspath ../shared/data)
 
-ifneq ($(VIRTUAL_ENV)$(CONDA_PREFIX),)
+# conda's `base` does not count as a chosen environment: nothing is installed into it.
+ACTIVE_ENV := $(VIRTUAL_ENV)$(if $(filter-out base,$(CONDA_DEFAULT_ENV)),$(CONDA_PREFIX))
+ifneq ($(ACTIVE_ENV),)
   PY := python
-  STAMP := .minilm_cache/installed-active-env
+  STAMP := .minilm_cache/installed-$(notdir $(ACTIVE_ENV))
 else
   PY := .venv/bin/python
   STAMP := .venv/.minilm-installed
@@ -41,7 +44,8 @@ $(STAMP): pyproject.toml | $(if $(findstring .venv,$(PY)),.venv/bin/python)
 
 # Root (e.g. a container) needs --allow-root; add more with `make lab LAB_ARGS=--no-browser`.
 lab: setup
-	$(PY) -m jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) notebooks/00_start_here.ipynb
+	$(PY) -m jupyter lab --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) \
+		notebooks/00_start_here.ipynb
 
 test: setup
 	MINILM_PRESET=smoke OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --nbval-lax --dist loadfile $(PYTEST_ARGS)

@@ -1,6 +1,6 @@
 """The one setup cell every notebook starts with, and the one place the install source is defined.
 
-`make notebooks-check` / tests/test_notebooks_hygiene.py prove each notebook's first code cell
+tests/test_notebook_hygiene.py proves each notebook's first code cell
 is exactly SETUP_CELL. On Colab it installs minilm from INSTALL_SOURCE; elsewhere it does nothing.
 """
 
