@@ -164,6 +164,15 @@ def test_sandbox_hides_solutions_repo_history_and_network(tmp_path):
         "submissions": str(CORPUS),
         "out": str(tmp_path),
     }
+    # a world-readable copy of the solutions that nobody told the grader about (another checkout,
+    # a teacher's download folder): the child must not see it either
+    stray = Path(tempfile.mkdtemp(prefix=".stray-copy-", dir=ROOT))  # outside /tmp, not hidden
+    shutil.copy(ROOT / "solutions" / "01_text_tokens.ipynb", stray)
+    stray.chmod(0o755)
+    (stray / "01_text_tokens.ipynb").chmod(0o644)
+    hidden = list(secrets.values())
+    secrets["stray_copy"] = str(stray / "01_text_tokens.ipynb")
+    secrets["proc_of_parent"] = f"/proc/{os.getpid()}/root{ROOT}/solutions"
     work = Path(tempfile.mkdtemp(prefix="probe-"))
     try:
         cells = [f"SECRETS = {secrets!r}\nREPO = {str(ROOT)!r}", PROBE]
@@ -179,7 +188,7 @@ def test_sandbox_hides_solutions_repo_history_and_network(tmp_path):
                 {
                     "workdir": str(work),
                     "uid": uid,
-                    "hide": list(secrets.values()),
+                    "hide": hidden,
                     "memory_mb": 512,
                     "timeout": 20,
                     "cell_timeout": 10,
@@ -192,6 +201,7 @@ def test_sandbox_hides_solutions_repo_history_and_network(tmp_path):
         found = json.loads((work / "probe.json").read_text())
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(stray, ignore_errors=True)
     assert reply["exit"] == 0 and not reply["timed_out"]
     for name in secrets:
         assert found[name] in ("PermissionError", "FileNotFoundError", []), (name, found[name])

@@ -44,9 +44,12 @@ def check_call(rc: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def write_file(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
+def write_file(path: str, text: str, dir_fd: int | None = None) -> None:
+    fd = os.open(path, os.O_WRONLY, dir_fd=dir_fd)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
 
 
 def mount(
@@ -74,37 +77,89 @@ def needed_paths() -> list[str]:
         sys.exec_prefix,
         str(Path(minilm.__file__).resolve().parent),
     }
-    paths |= {p for p in sys.path if p and os.path.isdir(p)}
+    cwd = os.getcwd()  # the zygote's scratch folder (sys.path[0] under -m): not needed
+    paths |= {p for p in sys.path if p and os.path.isdir(p) and os.path.abspath(p) != cwd}
     return sorted({str(Path(p).resolve()) for p in paths})
 
 
-def blocked_ancestor(path: str) -> str | None:
-    """The first folder above `path` that other users cannot traverse (e.g. /root), else None."""
-    current = "/"
-    for part in Path(path).parts[1:]:
-        if not os.stat(current).st_mode & 0o001:
-            return current
-        current = os.path.join(current, part)
-    return None
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+MS_REMOUNT, MS_NOEXEC, MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 32, 8, 1024, 2048, 1 << 21
+MNT_DETACH = 2
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 
 
-def expose(libc: Any, paths: list[str]) -> None:
-    """Make `paths` reachable for an unprivileged uid: a blocking folder such as /root becomes an
-    empty tmpfs (so its other contents stay hidden) into which only `paths` are bind-mounted."""
-    blocked = {p: blocked_ancestor(p) for p in paths}
-    fds = {p: os.open(p, os.O_RDONLY | os.O_DIRECTORY) for p, b in blocked.items() if b}
-    for b in sorted({b for b in blocked.values() if b}, key=len):
-        mount(libc, "tmpfs", b, "tmpfs", MS_NOSUID | MS_NODEV, "size=4k,mode=755")
-    for p, fd in fds.items():
-        os.makedirs(p, exist_ok=True)
-        mount(libc, f"/proc/self/fd/{fd}", p, None, MS_BIND | MS_REC, None)
-        os.close(fd)
+def _locked_flags(path: str) -> int:
+    """The mount flags of `path` that a remount must keep (a user namespace may not clear them)."""
+    f = os.statvfs(path).f_flag
+    flags = f & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+    return flags | (MS_RELATIME if f & 4096 else 0)  # ST_RELATIME is 4096, MS_RELATIME is 1 << 21
+
+
+def bind(libc: Any, src: str, dst: str, readonly: bool = True) -> None:
+    """Bind-mount `src` (recursively) on `dst`, read-only unless told otherwise."""
+    mount(libc, src, dst, None, MS_BIND | MS_REC, None)
+    if readonly:
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | _locked_flags(dst)
+        mount(libc, None, dst, None, flags, None)
+
+
+def _sources(readable: list[str]) -> dict[str, int]:
+    """O_PATH descriptors of everything the new root will show, opened before /tmp is covered."""
+    wanted: list[str] = []
+    for d in SYSTEM_DIRS:
+        if os.path.isdir(d) and not os.path.islink(d):
+            wanted.append(d)
+    for p in sorted(readable, key=len):
+        if not any(p == b or p.startswith(b.rstrip("/") + "/") for b in wanted):
+            wanted.append(p)  # not inside a folder shown already
+    wanted += [f"/dev/{n}" for n in DEVICES if os.path.exists(f"/dev/{n}")]
+    return {p: os.open(p, os.O_PATH) for p in wanted}
+
+
+def build_root(libc: Any, root: str, sources: dict[str, int], workdir_fd: int) -> None:
+    """Fill the empty tmpfs `root` with only what a child needs: the system folders and the
+    Python installation, venv and minilm (read-only), a few devices, a fresh /tmp and /dev/shm,
+    and the child's work folder at /tmp/work. Nothing else of the machine (the repository, its
+    solutions, other checkouts, home folders, /proc) exists there."""
+    for d in SYSTEM_DIRS:
+        if os.path.islink(d):  # merged /usr: /bin -> usr/bin
+            os.symlink(os.readlink(d), root + d)
+    os.mkdir(root + "/dev")
+    mount(libc, "tmpfs", root + "/dev", "tmpfs", MS_NOSUID, "size=64k,mode=755")
+    for p, fd in sources.items():
+        src = f"/proc/self/fd/{fd}"
+        if p.startswith("/dev/"):
+            open(root + p, "w").close()
+            bind(libc, src, root + p, readonly=False)
+        else:
+            os.makedirs(root + p, exist_ok=True)
+            bind(libc, src, root + p)
+    for d, size in (("/dev/shm", "16m"), ("/tmp", "64m")):
+        os.makedirs(root + d, exist_ok=True)
+        mount(libc, "tmpfs", root + d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    os.mkdir(root + "/tmp/work", 0o755)
+    mount(libc, f"/proc/self/fd/{workdir_fd}", root + "/tmp/work", None, MS_BIND, None)
+
+
+def pivot_into(libc: Any, root: str) -> None:
+    """Make `root` the whole file system of this mount namespace (the old root is detached)."""
+    import platform
+
+    os.chdir(root)
+    number = SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise OSError(f"pivot_root: unknown system call number on {platform.machine()}")
+    check_call(libc.syscall(number, b".", b"."), "pivot_root")
+    check_call(libc.umount2(b".", MNT_DETACH), "umount old root")
+    os.chdir("/")
 
 
 def enter_namespaces(
     libc: Any, hide: list[str], workdir: str, as_root: bool, readable: list[str]
 ) -> None:
-    """New mount/net/ipc namespaces; hide `hide`; fresh /tmp with the work folder at /tmp/work."""
+    """New mount/net/ipc namespaces whose file system holds only `readable`, the system folders and
+    the work folder (at /tmp/work); `hide` is also covered wherever it falls inside `readable`."""
     uid, gid = os.getuid(), os.getgid()
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | (0 if as_root else CLONE_NEWUSER)
     check_call(libc.unshare(flags), "unshare")
@@ -114,28 +169,26 @@ def enter_namespaces(
         write_file("/proc/self/gid_map", f"0 {gid} 1")
     mount(libc, None, "/", None, MS_REC | MS_PRIVATE, None)
     work_fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
-    if as_root:
-        expose(libc, readable)
-    for p in hide:
-        if os.path.isdir(p):
-            mount(libc, "tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=000")
-        elif os.path.exists(p):
-            mount(libc, "/dev/null", p, None, MS_BIND, None)
-    mount(libc, "tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=64m,mode=1777")
-    if os.path.isdir("/dev/shm"):
-        mount(libc, "tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
-    for shared in ("/var/tmp", "/run/lock"):  # the other folders anyone may write to
-        if os.path.isdir(shared):
-            mount(libc, "tmpfs", shared, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
-    os.mkdir("/tmp/work", 0o755)
-    mount(libc, f"/proc/self/fd/{work_fd}", "/tmp/work", None, MS_BIND, None)
-    os.close(work_fd)
+    proc_fd = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)  # the new root has no /proc
+    sources = _sources(readable)
+    root = "/tmp"  # any folder: from here on it is our own tmpfs, the new root
+    mount(libc, "tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=70m,mode=755")
+    build_root(libc, root, sources, work_fd)
+    for fd in (work_fd, *sources.values()):
+        os.close(fd)
+    for p in hide:  # defence in depth: e.g. a solutions folder inside an exposed one
+        if os.path.isdir(root + p):
+            mount(libc, "tmpfs", root + p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV, "size=4k,mode=000")
+        elif os.path.exists(root + p):
+            mount(libc, "/dev/null", root + p, None, MS_BIND, None)
+    pivot_into(libc, root)
     if not as_root:  # nest once more: our mounts become locked, and we are no longer "root" inside
         check_call(libc.unshare(CLONE_NEWUSER | CLONE_NEWNS), "unshare (nested)")
-        write_file("/proc/self/setgroups", "deny")
-        write_file("/proc/self/uid_map", f"{uid} 0 1")
-        write_file("/proc/self/gid_map", f"{gid} 0 1")
+        write_file("setgroups", "deny", dir_fd=proc_fd)
+        write_file("uid_map", f"{uid} 0 1", dir_fd=proc_fd)
+        write_file("gid_map", f"{gid} 0 1", dir_fd=proc_fd)
         drop_capabilities(libc)
+    os.close(proc_fd)
     os.chdir("/tmp/work")
 
 
@@ -165,11 +218,10 @@ def vm_bytes() -> int:
     return 0
 
 
-def set_limits(memory_mb: int, timeout: float, own_uid: bool) -> None:
+def set_limits(memory_mb: int, timeout: float, own_uid: bool, loaded_bytes: int) -> None:
+    """Limits of the child; `loaded_bytes` (vm_bytes() before isolation) is the interpreter's own size."""
     extra = memory_mb << 20
-    resource.setrlimit(
-        resource.RLIMIT_AS, (vm_bytes() + extra,) * 2
-    )  # headroom: what is loaded now
+    resource.setrlimit(resource.RLIMIT_AS, (loaded_bytes + extra,) * 2)  # headroom: what is loaded
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT,) * 2)
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

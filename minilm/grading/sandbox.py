@@ -4,9 +4,10 @@ The grader starts one zygote per job slot: a fresh interpreter with a cleaned en
 imported torch, numpy and minilm (not the reference solutions, which never leave the grader). For each
 submission it forks a child that, before any student code runs:
   - starts a new session (so the whole process group can be killed);
-  - enters new mount, network and IPC namespaces: the solutions folder, the repository's .git, the
-    submissions and output folders are covered by empty unreadable tmpfs mounts, /tmp and /dev/shm
-    are fresh, and the child's own work folder is the only one visible, at /tmp/work;
+  - enters new mount, network and IPC namespaces and pivots into a fresh root that holds only the
+    system folders, the Python installation, the venv and the minilm package (all read-only), a few
+    devices, a fresh /tmp and /dev/shm, and its own work folder at /tmp/work: the repository, its
+    solutions, any other checkout and every home folder simply do not exist there (no /proc either);
   - (grader run as root) drops to an unprivileged uid of its own, distinct per job slot;
     (not root) the namespaces come from an unprivileged user namespace, nested once more so the
     child cannot unmount what hides the solutions;
@@ -37,6 +38,7 @@ from .isolation import (
     load_libc,
     needed_paths,
     set_limits,
+    vm_bytes,
 )
 
 EXPOSE: list[str] = []  # set by serve(): what the child needs to read (see needed_paths)
@@ -60,6 +62,7 @@ def _child(req: dict, report_fd: int) -> None:
         libc = load_libc()
         as_root = os.geteuid() == 0
         workdir, level = req["workdir"], "process"
+        loaded = vm_bytes()  # read now: the isolated file system has no /proc
         try:
             enter_namespaces(libc, req["hide"], workdir, as_root, EXPOSE)
             level = "namespaces"
@@ -75,7 +78,7 @@ def _child(req: dict, report_fd: int) -> None:
             os.setuid(uid)
             level = "uid+" + level if level == "namespaces" else level
         check_call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
-        set_limits(req["memory_mb"], req["timeout"], as_root and uid is not None)
+        set_limits(req["memory_mb"], req["timeout"], as_root and uid is not None, loaded)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file over the limit fails, not the child
         os.environ["HOME"] = os.getcwd()
         os.environ["MPLCONFIGDIR"] = os.getcwd()
