@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
-from .presets import Preset, preset  # noqa: E402
-from .runtime import about, autocast, get_device, grad_scaler, precision_for, set_seed  # noqa: E402
+from .presets import Preset, preset
+from .runtime import about, autocast, get_device, grad_scaler, precision_for, set_seed
 
 __all__ = [
     "Preset",
