@@ -224,15 +224,26 @@ class BPETokenizer:
         return cls(merges, pattern)
 
     def _encode_chunk(self, chunk: str) -> list[int]:
-        """One chunk -> ids: merge the lowest-ranked (earliest learned) pair until none applies."""
+        """One chunk -> ids: merge the lowest-ranked (earliest learned) pair until none applies.
+
+        `ranks[j]` is the rank of the pair (ids[j], ids[j + 1]) (a merge's rank is its new id).
+        A merge changes only its two neighbouring pairs, so only those are looked up again; a
+        pair that uses the new token always ranks after it, so merging the leftmost occurrence
+        first is the same as merging every occurrence of the pair at once."""
         ids = list(chunk.encode("utf-8"))
         get, never = self.ranks.get, 1 << 62
-        nevers = itertools.repeat(never)  # the default for get(pair, default), forever
-        while len(ids) >= 2:
-            best = min(map(get, itertools.pairwise(ids), nevers))  # a merge's rank is its new id
+        ranks = [get(p, never) for p in itertools.pairwise(ids)]
+        while ranks:
+            best = min(ranks)
             if best == never:
                 break
-            ids = _merge_at(ids, self.merges[best - 256], best)[0]
+            i = ranks.index(best)
+            ids[i:i + 2] = [best]
+            del ranks[i]
+            if i > 0:
+                ranks[i - 1] = get((ids[i - 1], best), never)
+            if i < len(ranks):
+                ranks[i] = get((best, ids[i + 1]), never)
         return ids
 
     def encode(self, text: str) -> list[int]:

@@ -227,3 +227,26 @@ def test_bpe_save_load(bpe: BPETokenizer, tmp_path, tang: str):
     assert back.encode(text) == bpe.encode(text)
     with pytest.raises(ValueError, match="CharTokenizer"):
         CharTokenizer.load(path)  # "does not hold a CharTokenizer"
+
+
+def _encode_in_merge_order(tok: BPETokenizer, text: str) -> list[int]:
+    """The textbook encoder: per chunk, apply every learned merge in the order it was learned."""
+    out: list[int] = []
+    for chunk in re.findall(SPLIT_PATTERN, text):
+        ids = list(chunk.encode("utf-8"))
+        for k, pair in enumerate(tok.merges):
+            ids = merge(ids, pair, 256 + k)
+        out.extend(ids)
+    return out
+
+
+def test_bpe_encode_equals_applying_merges_in_order(bpe: BPETokenizer, shakespeare: str, tang: str):
+    for text in (shakespeare[:3000], tang[:1500], "aaaa abab ababab 🙂🙂 naïve  \n\n"):
+        assert bpe.encode(text) == _encode_in_merge_order(bpe, text)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(st.text(alphabet=st.sampled_from(list("ab 春风明月。\n🙂é")), max_size=40))
+def test_bpe_encode_equals_merge_order_on_repeats(bpe: BPETokenizer, text: str):
+    bpe._cache.clear()  # encode afresh, not from the chunk cache
+    assert bpe.encode(text) == _encode_in_merge_order(bpe, text)
