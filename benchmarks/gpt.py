@@ -28,6 +28,7 @@ from dataclasses import replace
 import torch
 
 from minilm import zoo
+from minilm.batching import batch_fn, char_data
 from minilm.models.gpt import GPTConfig, flops_per_token
 from minilm.optim import compile_supported
 from minilm.runtime import describe_device, precision_for
@@ -81,7 +82,7 @@ def run(recipe: zoo.Recipe, data, device: torch.device, steps: int, compile: boo
     if device.type == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - t
-    get, _ = zoo.batch_fn(data[1], data[2], recipe.model.block_size, recipe.batch_size, device,
+    get, _ = batch_fn(data[1], data[2], recipe.model.block_size, recipe.batch_size, device,
                           seed=0)
     history.val_loss[-1] = estimate_loss(model, get, 200, device, splits=("val",))["val"]
     return model, history, wall
@@ -185,7 +186,7 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="gpu part without torch.compile")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    data = zoo.char_data("tinyshakespeare")
+    data = char_data("tinyshakespeare")
     parts = [args.only] if args.only else ["baby", "cpu", "gpu"]
     for part in parts:
         if part == "baby":

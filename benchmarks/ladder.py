@@ -22,11 +22,9 @@ from dataclasses import replace
 import torch
 
 import minilm
-from minilm.batching import encode_corpus, get_batch, train_val_split
-from minilm.data import load_text
+from minilm.batching import batch_fn, char_data
 from minilm.models import LSTM, MLP, RNN, LSTMConfig, MLPConfig, RNNConfig
 from minilm.names import dataset_loss, load_names, row_sampler
-from minilm.tokenizers import CharTokenizer
 from minilm.training import TrainConfig, train
 
 # name: (model class, config class, test-loss reference, target, reference ms/step, reference model)
@@ -71,16 +69,13 @@ def run_names(name: str, steps: int, lr: float | None, device: torch.device) -> 
 
 def run_shakespeare(steps: int, device: torch.device) -> None:
     """The char LSTM of notebook 03 (cpu preset sizes): val loss against wall time."""
-    text = load_text("tinyshakespeare")
-    tok = CharTokenizer.from_text(text)
-    train_data, val_data = train_val_split(encode_corpus(text, tok), 0.1)
+    tok, train_data, val_data = char_data("tinyshakespeare")
     minilm.set_seed(1337)
     model = LSTM(LSTMConfig(vocab_size=tok.vocab_size, block_size=64, n_embd=64, n_hidden=256))
-    g = torch.Generator().manual_seed(1337)
-    splits = {"train": train_data, "val": val_data}
+    get, g = batch_fn(train_data, val_data, 64, 32, device, seed=1337)
     cfg = TrainConfig(max_steps=steps, learning_rate=5e-3, min_lr=5e-4, warmup_steps=50,
                       eval_interval=max(1, steps // 10), eval_iters=20, progress=False)
-    history = train(model, lambda s: get_batch(splits[s], 64, 32, device, g), cfg, device, generator=g)
+    history = train(model, get, cfg, device, generator=g)
     print(f"\ntinyshakespeare char LSTM (block 64, embd 64, hidden 256, batch 32, {steps} steps, "
           f"{sum(p.numel() for p in model.parameters()):,} params)")
     print(f"{'step':>6} {'wall s':>8} {'train':>7} {'val':>7}")

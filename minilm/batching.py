@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 import torch
+
+from .data import load_text
+from .tokenizers import CharTokenizer
 
 S = TypeVar("S", bound=Sequence)
 
@@ -69,3 +72,25 @@ def get_batch(
     else:
         x, y = x.to(device), y.to(device)
     return x, y
+
+
+def char_data(dataset: str, val_fraction: float = 0.1) -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
+    """A course corpus at character level: its tokenizer and the train / val token streams (N,). Notebook 03, 05."""
+    text = load_text(dataset)
+    tok = CharTokenizer.from_text(text)
+    train_data, val_data = train_val_split(encode_corpus(text, tok), val_fraction)
+    return tok, train_data, val_data
+
+
+def batch_fn(
+    train_data: torch.Tensor, val_data: torch.Tensor, block_size: int, batch_size: int,
+    device: torch.device | str, seed: int = 1337,
+) -> tuple[Callable[[str], tuple[torch.Tensor, torch.Tensor]], torch.Generator]:
+    """(get_batch(split) -> (x, y) (B, T) on device, its seeded generator): what train() takes."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def get(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        data = train_data if split == "train" else val_data
+        return get_batch(data, block_size, batch_size, device, generator)
+
+    return get, generator  # pass the generator to train() so checkpoints capture its state

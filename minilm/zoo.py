@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from .batching import encode_corpus, get_batch, train_val_split
+from .batching import batch_fn, char_data
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import cache_root, load_text
+from .data import cache_root
 from .models.gpt import GPT, GPTConfig, gpt_config_for
 from .optim import configure_optimizer, maybe_compile
 from .presets import preset as active_preset
@@ -60,28 +59,6 @@ def recipe_for(preset: str, vocab_size: int) -> Recipe:
     return Recipe(model, cfg, batch_size=64)
 
 
-def char_data(dataset: str) -> tuple[CharTokenizer, torch.Tensor, torch.Tensor]:
-    """A dataset at character level: its tokenizer and the train / val token streams (N,)."""
-    text = load_text(dataset)
-    tok = CharTokenizer.from_text(text)
-    train_data, val_data = train_val_split(encode_corpus(text, tok), VAL_FRACTION)
-    return tok, train_data, val_data
-
-
-def batch_fn(
-    train_data: torch.Tensor, val_data: torch.Tensor, block_size: int, batch_size: int,
-    device: torch.device | str, seed: int = SEED,
-) -> tuple[Callable[[str], tuple[torch.Tensor, torch.Tensor]], torch.Generator]:
-    """(get_batch(split) -> (x, y) (B, T) on device, its seeded generator): what train() takes."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def get(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        data = train_data if split == "train" else val_data
-        return get_batch(data, block_size, batch_size, device, generator)
-
-    return get, generator  # pass the generator to train() so checkpoints capture its state
-
-
 def model_path(dataset: str, preset: str, recipe: Recipe, tok: CharTokenizer) -> Path:
     """cache_root()/models/<dataset>-<preset>-<hash of recipe, tokenizer and seed>.pt."""
     train_cfg = {k: v for k, v in asdict(recipe.train).items() if k not in {"progress", "eval_interval"}}
@@ -101,7 +78,7 @@ def pretrained_gpt(
     """(model in eval mode on device, tokenizer): the char-level GPT of `preset`, from the cache or trained now."""
     name = preset or active_preset().name
     device = torch.device(device) if device is not None else get_device()
-    tok, train_data, val_data = char_data(dataset)
+    tok, train_data, val_data = char_data(dataset, VAL_FRACTION)
     recipe = recipe_for(name, tok.vocab_size)
     path = model_path(dataset, name, recipe, tok)
     if path.exists():
@@ -123,7 +100,7 @@ def save_pretrained(model: GPT, history: History, dataset: str = "tinyshakespear
                     preset: str | None = None) -> Path:
     """Store a GPT trained by `recipe_for(preset)` where `pretrained_gpt` will find it (notebook 05)."""
     name = preset or active_preset().name
-    tok = char_data(dataset)[0]
+    tok = char_data(dataset, VAL_FRACTION)[0]
     recipe = recipe_for(name, tok.vocab_size)
     if asdict(model.config) != asdict(recipe.model):
         raise ValueError(f"this model's config is not the {name} preset's: {model.config}")
@@ -147,7 +124,7 @@ def train_gpt(
     cfg = replace(recipe.train, progress=progress, **overrides)
     optimizer = configure_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.betas, device)
     get, generator = batch_fn(train_data, val_data, recipe.model.block_size, recipe.batch_size,
-                              device)
+                              device, seed=SEED)
     runner = maybe_compile(model, device, compile)
     history = train(runner, get, cfg, device, optimizer=optimizer, generator=generator)
     return model, history  # the plain module (not the compiled wrapper): its state_dict saves cleanly

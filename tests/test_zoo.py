@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from minilm import zoo
+from minilm.batching import char_data
 from minilm.models.gpt import GPT
 
 
@@ -44,7 +45,7 @@ def test_training_learns_something(tmp_cache):
 
 
 def test_a_changed_recipe_gets_another_file(tmp_cache):
-    tok, _, _ = zoo.char_data("tinyshakespeare")
+    tok, _, _ = char_data("tinyshakespeare")
     r = zoo.recipe_for("smoke", tok.vocab_size)
     a = zoo.model_path("tinyshakespeare", "smoke", r, tok)
     r.train.max_steps += 1
@@ -54,7 +55,7 @@ def test_a_changed_recipe_gets_another_file(tmp_cache):
 
 def test_train_gpt_reproduces_the_cached_model_and_save_pretrained(tmp_cache, tmp_path, monkeypatch):
     """Notebook 05 trains by the recipe itself and stores the result with save_pretrained."""
-    tok, train_data, val_data = zoo.char_data("tinyshakespeare")
+    tok, train_data, val_data = char_data("tinyshakespeare")
     recipe = zoo.recipe_for("smoke", tok.vocab_size)
     model, history = zoo.train_gpt(recipe, train_data, val_data, "cpu", progress=False)
     cached, _ = zoo.pretrained_gpt("tinyshakespeare", preset="smoke", device="cpu", progress=False)
