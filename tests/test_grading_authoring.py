@@ -126,41 +126,18 @@ def test_authoring_rules_are_enforced():
 
 def test_cli_make_exercises(tmp_path):
     out = tmp_path / "exercises"
-    assert (
-        main(["make-exercises", "--solutions", str(ROOT / "solutions"), "--exercises", str(out)])
-        == 0
-    )
-    assert (
-        main(
-            [
-                "make-exercises",
-                "--solutions",
-                str(ROOT / "solutions"),
-                "--exercises",
-                str(out),
-                "--check",
-            ]
-        )
-        == 0
-    )
+
+    def cli(*extra: str) -> int:
+        return main(["make-exercises", "--solutions", str(ROOT / "solutions"), "--exercises", str(out), *extra])
+
+    assert cli() == 0
+    assert cli("--check") == 0
     for p in SOLUTIONS:
         assert (out / p.name).read_text(encoding="utf-8") == (
             ROOT / "exercises" / p.name
         ).read_text(encoding="utf-8")
     (out / SOLUTIONS[0].name).write_text("{}")
-    assert (
-        main(
-            [
-                "make-exercises",
-                "--solutions",
-                str(ROOT / "solutions"),
-                "--exercises",
-                str(out),
-                "--check",
-            ]
-        )
-        == 1
-    )
+    assert cli("--check") == 1
     assert make_exercises(ROOT / "solutions", out) == [out / SOLUTIONS[0].name]
 
 
