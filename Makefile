@@ -39,7 +39,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml | $(if $(findstring .venv,$(PY)),.venv/bin/python)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install '$(TORCH)'
-	$(PY) -m pip install -e '.[lab,dev]'
+	$(PY) -m pip install -e '.[lab,hf,dev]'
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
 # Root (e.g. a container) needs --allow-root; add more with `make lab LAB_ARGS=--no-browser`.

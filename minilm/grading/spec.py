@@ -39,6 +39,10 @@ class Exercise:
     grading: Callable[[random.Random], list[tuple]]  # rng -> argument tuples drawn at grading time
     describe_grading: str = ""  # what the grading cases cover, told to students by check()
     call: Callable[..., Any] = call_function  # (student object, *args) -> value to compare
+    # dotted names of callables the answer may not use while it is checked or graded: the
+    # library's twin of the exercise and the PyTorch function it reimplements (issue 8), e.g.
+    # ("minilm.models.attention.explicit_attention", "torch.nn.functional.scaled_dot_product_attention")
+    forbidden: tuple[str, ...] = ()
     rtol: float = 1e-5  # relative tolerance for floats and floating tensors
     atol: float = 1e-6  # absolute tolerance for floats and floating tensors
 
