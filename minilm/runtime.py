@@ -61,11 +61,20 @@ class Precision:
         return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
 
 
+def bf16_native(device: torch.device | str) -> bool:
+    """True when CUDA device `device` (not the current one) computes in bf16 natively: compute
+    capability 8.0 or newer (A100, L4, H100), or an AMD GPU; False on a T4 (7.5), whose bf16 is emulated."""
+    if torch.version.hip:  # ROCm: every GPU PyTorch supports has bf16
+        return True
+    major, _ = torch.cuda.get_device_capability(torch.device(device))  # torch 2.2+, any index
+    return major >= 8
+
+
 def precision_for(device: torch.device | str) -> Precision:
-    """bf16 autocast on GPUs that support it, fp16 + GradScaler on those that don't (T4), fp32 else."""
+    """bf16 autocast on GPUs with native bf16, fp16 + GradScaler on those without (T4), fp32 else."""
     device = torch.device(device)
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported(including_emulation=False):
+        if bf16_native(device):
             return Precision(torch.bfloat16, False)
         return Precision(torch.float16, True)
     return Precision(None, False)
@@ -80,10 +89,26 @@ def autocast(device: torch.device | str):
     return torch.autocast(device_type=device.type, dtype=policy.dtype)
 
 
-def grad_scaler(device: torch.device | str) -> torch.amp.GradScaler:
-    """A GradScaler that is enabled only when the precision policy needs one (fp16)."""
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast is running `device_type` ('cuda', 'cpu') in right now; None when it is off."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4: one API for every device type
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
+    if device_type == "cuda":  # torch 2.2, 2.3: separate CUDA and CPU functions
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+    if device_type == "cpu":
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return None
+
+
+def grad_scaler(device: torch.device | str):
+    """A GradScaler that is enabled only when the precision policy needs one (fp16); torch 2.2+."""
     device = torch.device(device)
-    return torch.amp.GradScaler(device.type, enabled=precision_for(device).use_grad_scaler)
+    enabled = precision_for(device).use_grad_scaler
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch 2.2: CUDA's only (disabled elsewhere)
 
 
 def set_seed(seed: int) -> None:
