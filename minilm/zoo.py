@@ -108,19 +108,22 @@ def recipe_for(preset: str, vocab_size: int) -> Recipe:
     return Recipe(gpt_config_for(preset, vocab_size), replace(table.train), table.batch_size)
 
 
-def recipe_key(dataset: str, recipe: Recipe, tok: CharTokenizer) -> str:
-    """A 10-hex-digit hash of everything that shapes the trained weights and their history."""
+def recipe_key(dataset: str, recipe: Recipe, tok: CharTokenizer, extra: dict | None = None) -> str:
+    """A 10-hex-digit hash of everything that shapes the trained weights and their history; `extra`
+    (JSON-serialisable) adds whatever else does, e.g. a digest of a corpus built in a notebook."""
     train_cfg = {f.name: getattr(recipe.train, f.name) for f in fields(recipe.train)
                  if f.name not in NOT_IN_KEY}
     data = [f.sha256 for f in DATASETS[dataset].files] if dataset in DATASETS else dataset
-    key = json.dumps([asdict(recipe.model), train_cfg, recipe.batch_size, tok.chars, SEED,
-                      VAL_FRACTION, data, LOOP_VERSION], sort_keys=True, ensure_ascii=False)
+    parts = [asdict(recipe.model), train_cfg, recipe.batch_size, tok.chars, SEED, VAL_FRACTION, data,
+             LOOP_VERSION]
+    key = json.dumps(parts + [extra] if extra else parts, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]
 
 
-def model_path(dataset: str, preset: str, recipe: Recipe, tok: CharTokenizer) -> Path:
+def model_path(dataset: str, preset: str, recipe: Recipe, tok: CharTokenizer,
+               extra: dict | None = None) -> Path:
     """cache_root()/models/<dataset>-<preset>-<recipe_key>.pt."""
-    return cache_root() / "models" / f"{dataset}-{preset}-{recipe_key(dataset, recipe, tok)}.pt"
+    return cache_root() / "models" / f"{dataset}-{preset}-{recipe_key(dataset, recipe, tok, extra)}.pt"
 
 
 def run_name_for(dataset: str, preset: str, recipe: Recipe, tok: CharTokenizer) -> str:
@@ -179,20 +182,22 @@ def train_gpt(
     compile: bool | None = None,
     progress: bool = True,
     run_name: str | None = None,
+    seed: int = SEED,
     **overrides,
 ) -> tuple[GPT, History]:
-    """Train a fresh GPT by `recipe` (seeded) with the shared loop; overrides go to its TrainConfig.
+    """Train a fresh GPT by `recipe` (seeded by `seed`) with the shared loop; overrides go to its TrainConfig.
 
-    With `run_name` the run checkpoints every `checkpoint_interval` steps and resumes from its
-    checkpoint when called again (after a disconnect, or once finished: then at once)."""
-    set_seed(SEED)
+    With `run_name` the run checkpoints every `checkpoint_interval` steps and, unless overrides
+    say resume=False, resumes from its checkpoint when called again (after a disconnect; once the
+    run has finished, at once)."""
+    set_seed(seed)
     model = GPT(recipe.model).to(device)
-    cfg = replace(recipe.train, progress=progress, **overrides)
     if run_name is not None:
-        cfg = replace(cfg, run_name=run_name, resume=True)
+        overrides = {"resume": True, **overrides, "run_name": run_name}
+    cfg = replace(recipe.train, progress=progress, **overrides)
     optimizer = make_optimizer(model, cfg)
     get, generator = batch_fn(train_data, val_data, recipe.model.block_size, recipe.batch_size,
-                              device, seed=SEED)
+                              device, seed=seed)
     runner = maybe_compile(model, device, compile)
     history = train(runner, get, cfg, device, optimizer=optimizer, generator=generator)
     return model, history  # the plain module (not the compiled wrapper): its state_dict saves cleanly
