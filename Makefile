@@ -64,8 +64,13 @@ lab: setup
 	JUPYTER_CONFIG_PATH='$(LAB_CONFIG_PATH)' $(PY) -m jupyter lab --ServerApp.root_dir=$(CURDIR) \
 		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_QUIET) $(LAB_ARGS) notebooks/00_start_here.ipynb
 
+# Training checkpoints of this run go to a fresh folder, so the notebooks' named runs train from
+# scratch every time instead of resuming (finished) runs of an earlier `make test`.
+TEST_CHECKPOINTS := $(CURDIR)/.pytest_cache/minilm-checkpoints
 test: setup
-	MINILM_PRESET=smoke OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --nbval-lax --dist loadfile $(PYTEST_ARGS)
+	rm -rf $(TEST_CHECKPOINTS)
+	MINILM_PRESET=smoke OMP_NUM_THREADS=1 MINILM_CHECKPOINT_DIR=$(TEST_CHECKPOINTS) \
+		$(PY) -m pytest -n 2 --nbval-lax --dist loadfile $(PYTEST_ARGS)
 
 exercises: setup
 	$(PY) -m minilm.cli make-exercises

@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import random
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +110,42 @@ def grad_scaler(device: torch.device | str):
     if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
         return torch.amp.GradScaler(device.type, enabled=enabled)
     return torch.cuda.amp.GradScaler(enabled=enabled)  # torch 2.2: CUDA's only (disabled elsewhere)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until every operation queued on `device` has finished (GPUs run asynchronously)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def matmul_flops(n: int, device: torch.device | str, dtype: torch.dtype = torch.float32,
+                 seconds: float = 0.25, rounds: int = 5) -> float:
+    """FLOP/s of (n, n) @ (n, n) on `device`: the best of `rounds` timed loops after a warm-up (built in 00).
+
+    The peak that model FLOPs utilisation divides by (notebook 05)."""
+    device = torch.device(device)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):  # warm-up: memory allocation, kernel selection
+        a @ b
+    synchronize(device)
+    t = time.perf_counter()
+    a @ b
+    synchronize(device)
+    one = time.perf_counter() - t
+    reps = max(1, min(10_000, int(seconds / rounds / max(one, 1e-7))))  # each round: ~seconds / rounds
+    best = float("inf")
+    for _ in range(rounds):
+        synchronize(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 * reps / best  # n^3 multiply-adds = 2 n^3 FLOPs per product
 
 
 def set_seed(seed: int) -> None:

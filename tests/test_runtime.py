@@ -250,3 +250,9 @@ def test_about_in_a_fresh_interpreter():
     assert lines["device"].startswith("cpu")
     assert lines["precision"] == "fp32"
     assert lines["preset"] == "smoke"
+
+
+def test_matmul_flops_measures_a_plausible_cpu_throughput():
+    flops = runtime.matmul_flops(64, "cpu", seconds=0.02, rounds=2)
+    assert 1e6 < flops < 1e14  # a CPU does between a MFLOP/s and 100 TFLOP/s
+    runtime.synchronize("cpu")  # a no-op on the CPU
