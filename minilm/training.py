@@ -13,9 +13,10 @@ Evaluation draws its batches through the same `get_batch`, on streams of its own
 same batches, and evaluating (when, how often, or an extra final one) never changes the batches
 training sees; evaluation keeps no state between estimates, so a checkpoint needs none for it.
 
-With a `run_name`, a checkpoint holds everything the loop's future depends on: weights,
-optimizer and GradScaler state, step, every RNG (torch, CUDA, NumPy, Python, the batch
-generator), the history and the config. An interrupt (Ctrl-C, a notebook's stop button) lets the
+With a `run_name`, the run saves a checkpoint every `checkpoint_interval` steps (by default at
+every evaluation), at the end, and where it was interrupted. A checkpoint holds everything the
+loop's future depends on: weights, optimizer and GradScaler state, step, every RNG (torch, CUDA,
+NumPy, Python, the batch generator), the history and the config. An interrupt (Ctrl-C, a notebook's stop button) lets the
 current step finish, saves a checkpoint at that step and raises KeyboardInterrupt, so nothing
 is lost; `resume=True` continues from the checkpoint, on the CPU to bit-identical weights. To use
 your own optimizer (e.g. parameter groups for a GPT) pass `optimizer=`; the schedule sets `lr`
@@ -65,7 +66,7 @@ class TrainConfig:
     eval_interval: int = 100  # estimate train/val loss every this many steps (and at the end)
     eval_iters: int = 20  # batches averaged per estimate
     eval_seed: int = 12345  # evaluation batches come from this seed: the same batches every time
-    checkpoint_interval: int = 0  # save a checkpoint every this many steps (0: only at the end)
+    checkpoint_interval: int | None = None  # checkpoint every this many steps (None: every eval_interval; 0: none)
     checkpoint_dir: str | None = None  # None: $MINILM_CHECKPOINT_DIR or cache_root()/checkpoints
     run_name: str | None = None  # checkpoint file <checkpoint_dir>/<run_name>.pt (None: no checkpoints)
     resume: bool = False  # continue from the run's checkpoint when one exists
@@ -76,8 +77,13 @@ class TrainConfig:
         for name in ("eval_interval", "eval_iters", "grad_accum_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)} must be 1 or more")
-        if self.max_steps < 0 or self.checkpoint_interval < 0:
+        if self.max_steps < 0 or (self.checkpoint_interval or 0) < 0:
             raise ValueError("TrainConfig.max_steps and checkpoint_interval must be 0 or more")
+
+    @property
+    def save_every(self) -> int:
+        """Steps between periodic checkpoints of a named run (0: none; the end and interrupts always save)."""
+        return self.eval_interval if self.checkpoint_interval is None else self.checkpoint_interval
 
 
 # The fields that change what a step does; a checkpoint resumes only under the same values.
@@ -253,7 +259,7 @@ def train(
 
     # Step losses wait on the device in a buffer allocated once (no host sync per step; a list of
     # tiny tensors would also fragment the CPU heap so that RSS grows with every step).
-    pending = torch.zeros(max(cfg.eval_interval, cfg.checkpoint_interval, 1), device=device)
+    pending = torch.zeros(max(cfg.eval_interval, cfg.save_every, 1), device=device)
     n_pending = 0
     shown: dict[str, str] = {}  # what the progress bar shows: step loss, last train/val estimate
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress, dynamic_ncols=True)
@@ -300,7 +306,7 @@ def train(
             if cfg.progress and step % 10 == 0:
                 shown["loss"] = f"{pending[n_pending - 1].item():.4f}"
                 bar.set_postfix(shown)
-            periodic = cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0
+            periodic = cfg.save_every and step % cfg.save_every == 0
             if (periodic and step < cfg.max_steps) or interrupt.requested:
                 history.step_loss.extend(pending[:n_pending].tolist())
                 n_pending = 0

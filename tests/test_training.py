@@ -256,3 +256,24 @@ def test_a_shorter_first_session_then_resume_gives_the_uninterrupted_weights(tmp
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert h.step_loss == ref_h.step_loss and h.steps == [0, 10, 20, 25, 30, 40]
     assert [v for s, v in zip(h.steps, h.val_loss) if s != 25] == ref_h.val_loss  # the same batches
+
+
+def test_a_named_run_checkpoints_at_every_evaluation_by_default(tmp_path):
+    V, get_batch, g = _task(6)
+    draws = []
+
+    def dies_at_step_15(split):
+        if split == "train" and torch.is_grad_enabled():
+            draws.append(1)
+            if len(draws) > 15:
+                raise ConnectionError("disconnected")
+        return get_batch(split)
+
+    model = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=4, n_hidden=8))
+    cfg = TrainConfig(max_steps=30, eval_interval=10, eval_iters=1, checkpoint_dir=str(tmp_path),
+                      run_name="d", progress=False)
+    assert cfg.checkpoint_interval is None and cfg.save_every == 10
+    with pytest.raises(ConnectionError):
+        train(model, dies_at_step_15, cfg, "cpu", generator=g)
+    assert load_checkpoint(checkpoint_path("d", tmp_path))["step"] == 10
+    assert replace(cfg, checkpoint_interval=0).save_every == 0
