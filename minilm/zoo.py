@@ -1,35 +1,74 @@
-"""The model cache: "the pretrained GPT for this preset", loaded from disk or trained there and then (05+).
+"""The model cache and the one recipe of each preset: "the pretrained GPT for this preset", loaded from disk
+or trained there and then (04-08).
 
     model, tok = pretrained_gpt("tinyshakespeare")  # seconds when cached, minutes when not
 
-Models live in `cache_root()/models/<dataset>-<preset>-<hash>.pt`, where the hash covers
-everything that shapes the weights (model config, training recipe, tokenizer, seed, data), so a
-changed recipe never loads a stale model. Files are written atomically (checkpoint.py) and
-loaded with `weights_only=True`, so every notebook stands alone: whatever an earlier notebook
-trained, a later one gets from here.
+`RECIPES` is the only place a preset's GPT is defined: its three sizes (for notebook 05's
+loss-against-parameters plot; "medium" is the model every notebook uses), its dropout, its
+training settings and its batch size. Models live in `cache_root()/models/<dataset>-<preset>-<hash>.pt`,
+where the hash covers everything that shapes the weights or the stored history (model config,
+every training setting, batch size, tokenizer, seed, data, the loop's version), so a changed
+recipe never loads a stale model. A first-time training run checkpoints as it goes
+(`MINILM_CHECKPOINT_DIR`, on Colab a Drive folder) and resumes when the cell is run again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
 from .batching import batch_fn, char_data
 from .checkpoint import load_checkpoint, save_checkpoint
-from .data import cache_root
-from .models.gpt import GPT, GPTConfig, gpt_config_for
-from .optim import configure_optimizer, maybe_compile
+from .data import DATASETS, cache_root
+from .models.gpt import GPT, GPTConfig
+from .optim import maybe_compile
+from .presets import PRESETS
 from .presets import preset as active_preset
 from .runtime import get_device, set_seed
 from .tokenizers import CharTokenizer
-from .training import History, TrainConfig, train
+from .training import History, TrainConfig, make_optimizer, train
 
 SEED = 1337
 VAL_FRACTION = 0.1
+# Bump when the training loop changes the weights a recipe gives (2: evaluation on its own streams).
+LOOP_VERSION = 2
+# TrainConfig fields that change neither the weights nor the history: left out of the cache key.
+NOT_IN_KEY = frozenset({"progress", "checkpoint_dir", "run_name", "resume"})
+
+SIZES = ("small", "medium", "large")
+
+
+@dataclass(frozen=True)
+class PresetRecipe:
+    """A preset's GPT, all of it: three sizes (n_layer, n_head, n_embd, block_size), dropout, batch, training."""
+
+    sizes: dict[str, tuple[int, int, int, int]]  # size -> (n_layer, n_head, n_embd, block_size)
+    dropout: float  # after attention and MLP
+    batch_size: int  # sequences per step
+    train: TrainConfig  # steps, schedule, evaluation, checkpoints
+
+
+RECIPES: dict[str, PresetRecipe] = {
+    # smoke: seconds, for tests only
+    "smoke": PresetRecipe(
+        {"small": (1, 2, 16, 16), "medium": (2, 2, 32, 32), "large": (2, 4, 64, 32)}, 0.0, 8,
+        TrainConfig(max_steps=30, learning_rate=3e-3, min_lr=3e-4, warmup_steps=5, eval_interval=15,
+                    eval_iters=2, weight_decay=0.1, checkpoint_interval=10)),
+    # cpu: tuned with benchmarks/gpt.py to reach val loss <= 1.80 in about 90 s on 2 cores
+    "cpu": PresetRecipe(
+        {"small": (2, 4, 64, 64), "medium": (3, 4, 128, 64), "large": (4, 6, 192, 64)}, 0.0, 16,
+        TrainConfig(max_steps=2000, learning_rate=3e-3, min_lr=3e-4, warmup_steps=100, eval_interval=250,
+                    eval_iters=20, weight_decay=0.1, checkpoint_interval=250)),
+    # gpu: "medium" is nanoGPT's shakespeare-char recipe (val 1.4697 on an A100 in its README)
+    "gpu": PresetRecipe(
+        {"small": (4, 4, 128, 256), "medium": (6, 6, 384, 256), "large": (8, 8, 512, 256)}, 0.2, 64,
+        TrainConfig(max_steps=5000, learning_rate=1e-3, min_lr=1e-4, warmup_steps=100, eval_interval=250,
+                    eval_iters=200, weight_decay=0.1, checkpoint_interval=500)),
+}
 
 
 @dataclass
@@ -37,35 +76,59 @@ class Recipe:
     """How the zoo trains the GPT of one preset: model shape, loop settings and batch size."""
 
     model: GPTConfig  # the architecture (vocab_size filled in from the tokenizer)
-    train: TrainConfig  # steps, learning rate schedule, evaluation
+    train: TrainConfig  # steps, learning rate schedule, evaluation, checkpoints
     batch_size: int  # sequences per step
+
+
+def _recipe_table(preset: str) -> PresetRecipe:
+    if preset not in RECIPES:
+        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
+    return RECIPES[preset]
+
+
+def gpt_config_for(preset: str, vocab_size: int, size: str = "medium", **overrides) -> GPTConfig:
+    """The GPT config of a preset ('smoke' | 'cpu' | 'gpu') and size ('small' | 'medium' | 'large'). Notebook 05."""
+    table = _recipe_table(preset)
+    if size not in table.sizes:
+        raise ValueError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
+    n_layer, n_head, n_embd, block_size = table.sizes[size]
+    config = GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head,
+                       n_embd=n_embd, dropout=table.dropout)
+    return replace(config, **overrides)
+
+
+def gpt_sizes(preset: str, vocab_size: int) -> dict[str, GPTConfig]:
+    """{'small': ..., 'medium': ..., 'large': ...}: three GPT configs for the loss-vs-parameters plot (05)."""
+    return {size: gpt_config_for(preset, vocab_size, size) for size in SIZES}
 
 
 def recipe_for(preset: str, vocab_size: int) -> Recipe:
     """The training recipe of a preset: smoke (seconds), cpu (about 90 s on 2 cores), gpu (minutes on a T4)."""
-    model = gpt_config_for(preset, vocab_size)
-    if preset == "smoke":
-        cfg = TrainConfig(max_steps=30, learning_rate=3e-3, min_lr=3e-4, warmup_steps=5,
-                          eval_interval=15, eval_iters=2, weight_decay=0.1)
-        return Recipe(model, cfg, batch_size=8)
-    if preset == "cpu":
-        # tuned with benchmarks/gpt.py: val ~1.78 in ~90 s on 2 cores (nanoGPT's baby GPT: 1.89)
-        cfg = TrainConfig(max_steps=2000, learning_rate=3e-3, min_lr=3e-4, warmup_steps=100,
-                          eval_interval=250, eval_iters=20, weight_decay=0.1)
-        return Recipe(model, cfg, batch_size=16)
-    # gpu: nanoGPT's shakespeare-char recipe (val 1.4697 on an A100 in its README)
-    cfg = TrainConfig(max_steps=5000, learning_rate=1e-3, min_lr=1e-4, warmup_steps=100,
-                      eval_interval=250, eval_iters=200, weight_decay=0.1)
-    return Recipe(model, cfg, batch_size=64)
+    table = _recipe_table(preset)
+    return Recipe(gpt_config_for(preset, vocab_size), replace(table.train), table.batch_size)
 
 
-def model_path(dataset: str, preset: str, recipe: Recipe, tok: CharTokenizer) -> Path:
-    """cache_root()/models/<dataset>-<preset>-<hash of recipe, tokenizer and seed>.pt."""
-    train_cfg = {k: v for k, v in asdict(recipe.train).items() if k not in {"progress", "eval_interval"}}
-    key = json.dumps([asdict(recipe.model), train_cfg, recipe.batch_size, tok.chars, SEED,
-                      VAL_FRACTION], sort_keys=True, ensure_ascii=False)
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]
-    return cache_root() / "models" / f"{dataset}-{preset}-{digest}.pt"
+def recipe_key(dataset: str, recipe: Recipe, tok: CharTokenizer, extra: dict | None = None) -> str:
+    """A 10-hex-digit hash of everything that shapes the trained weights and their history; `extra`
+    (JSON-serialisable) adds whatever else does, e.g. a digest of a corpus built in a notebook."""
+    train_cfg = {f.name: getattr(recipe.train, f.name) for f in fields(recipe.train)
+                 if f.name not in NOT_IN_KEY}
+    data = [f.sha256 for f in DATASETS[dataset].files] if dataset in DATASETS else dataset
+    parts = [asdict(recipe.model), train_cfg, recipe.batch_size, tok.chars, SEED, VAL_FRACTION, data,
+             LOOP_VERSION]
+    key = json.dumps(parts + [extra] if extra else parts, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]
+
+
+def model_path(dataset: str, preset: str, recipe: Recipe, tok: CharTokenizer,
+               extra: dict | None = None) -> Path:
+    """cache_root()/models/<dataset>-<preset>-<recipe_key>.pt."""
+    return cache_root() / "models" / f"{dataset}-{preset}-{recipe_key(dataset, recipe, tok, extra)}.pt"
+
+
+def run_name_for(dataset: str, preset: str, recipe: Recipe, tok: CharTokenizer) -> str:
+    """The checkpoint run name of the zoo's training of this recipe (notebook 05 trains under it too)."""
+    return f"zoo-{dataset}-{preset}-{recipe_key(dataset, recipe, tok)}"
 
 
 def pretrained_gpt(
@@ -88,10 +151,12 @@ def pretrained_gpt(
         if progress:
             print(f"loaded {path} (val loss {ckpt['history']['val_loss'][-1]:.4f})")
         return model.to(device).eval(), tok
-    print(f"no cached model at {path}: training it now ({name} preset, "
-          f"{recipe.train.max_steps} steps); later calls load it in seconds")
+    run = run_name_for(dataset, name, recipe, tok)
+    print(f"no cached model at {path}: training it now ({name} preset, {recipe.train.max_steps} steps, "
+          f"checkpoints as run {run!r}: if this is interrupted, run the cell again to continue); "
+          "later calls load it in seconds")
     model, history = train_gpt(recipe, train_data, val_data, device, compile=compile,
-                               progress=progress)
+                               progress=progress, run_name=run)
     save_pretrained(model, history, dataset, name)
     return model.eval(), tok
 
@@ -116,15 +181,23 @@ def train_gpt(
     device: torch.device | str,
     compile: bool | None = None,
     progress: bool = True,
+    run_name: str | None = None,
+    seed: int = SEED,
     **overrides,
 ) -> tuple[GPT, History]:
-    """Train a fresh GPT by `recipe` (seeded) with the shared loop; overrides go to its TrainConfig."""
-    set_seed(SEED)
+    """Train a fresh GPT by `recipe` (seeded by `seed`) with the shared loop; overrides go to its TrainConfig.
+
+    With `run_name` the run checkpoints every `checkpoint_interval` steps and, unless overrides
+    say resume=False, resumes from its checkpoint when called again (after a disconnect; once the
+    run has finished, at once)."""
+    set_seed(seed)
     model = GPT(recipe.model).to(device)
+    if run_name is not None:
+        overrides = {"resume": True, **overrides, "run_name": run_name}
     cfg = replace(recipe.train, progress=progress, **overrides)
-    optimizer = configure_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.betas, device)
+    optimizer = make_optimizer(model, cfg)
     get, generator = batch_fn(train_data, val_data, recipe.model.block_size, recipe.batch_size,
-                              device, seed=SEED)
+                              device, seed=seed)
     runner = maybe_compile(model, device, compile)
     history = train(runner, get, cfg, device, optimizer=optimizer, generator=generator)
     return model, history  # the plain module (not the compiled wrapper): its state_dict saves cleanly

@@ -260,6 +260,25 @@ def test_offline_real_socket(cache, monkeypatch):
     assert files_under(cache) == []
 
 
+def test_offline_error_gives_the_notebook_form_and_says_what_is_wrong_with_the_mirror(cache, monkeypatch,
+                                                                                     tmp_path):
+    toy(monkeypatch, b"hello\n", UNREACHABLE + "toy.txt")
+    with pytest.raises(DataError) as e:
+        data.fetch("toy")
+    msg = str(e.value)
+    assert f"%env {data.MIRROR_VAR}=" in msg and f"export {data.MIRROR_VAR}=" in msg
+    assert f"{data.MIRROR_VAR} is not set" in msg
+    missing = tmp_path / "no-such-folder"
+    monkeypatch.setenv(data.MIRROR_VAR, str(missing))
+    with pytest.warns(UserWarning, match="does not exist"), pytest.raises(DataError) as e:
+        data.fetch("toy")
+    assert f"{data.MIRROR_VAR} is set to {missing}, which does not exist" in str(e.value)
+    monkeypatch.setenv(data.MIRROR_VAR, str(tmp_path))  # a folder without the file
+    with pytest.raises(DataError) as e:
+        data.fetch("toy")
+    assert f"{data.MIRROR_VAR}={tmp_path} holds no file 'toy.txt'" in str(e.value)
+
+
 # --- downloads -----------------------------------------------------------------------------
 
 

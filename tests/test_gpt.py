@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from minilm.models.gpt import GPT, GPTConfig, flops_per_token, gpt_config_for, gpt_sizes
+from minilm.models.gpt import GPT, GPTConfig, flops_per_token
 from minilm.optim import (
     compile_supported,
     configure_optimizer,
@@ -13,6 +13,7 @@ from minilm.optim import (
     maybe_compile,
     param_groups,
 )
+from minilm.zoo import gpt_config_for, gpt_sizes
 
 TINY = GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=2, n_embd=32)
 
@@ -70,6 +71,8 @@ def test_contract_shapes_and_loss():
     torch.testing.assert_close(loss, ref)
     with pytest.raises(ValueError, match="block_size"):
         model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="block_size=16"):  # the heat maps of notebook 04 too
+        model.attention_maps(torch.zeros(1, 17, dtype=torch.long))
 
 
 def test_tied_embeddings():

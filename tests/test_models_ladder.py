@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,7 +23,8 @@ from minilm.models import (
     RNNCell,
     RNNConfig,
 )
-from minilm.models.rnn import layer_weights
+from minilm.models.base import LanguageModel
+from minilm.models.rnn import RecurrentLM, layer_weights, recurrent_kernel_dtype
 
 V, B, T = 11, 3, 8
 
@@ -203,3 +207,77 @@ def test_names_rows_like_makemore():
     _, loss = model(data.x, data.y)
     torch.testing.assert_close(torch.tensor(dataset_loss(model, data, batch_size=2)), loss, rtol=1e-5, atol=1e-6)
     assert decode_name([e, m, m, a, 0, 0], tok) == "emma"
+
+
+ALL_MODELS = MODELS + ["gpt"]
+
+
+def _any(name: str) -> nn.Module:
+    if name == "gpt":
+        from minilm.models import GPT, GPTConfig
+        return GPT(GPTConfig(block_size=T, vocab_size=V, n_layer=1, n_head=2, n_embd=8))
+    return make(name)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_every_model_satisfies_the_typed_contract(name):
+    model = _any(name)
+    assert isinstance(model, LanguageModel)  # config, block_size, forward
+    hints, contract = typing.get_type_hints(type(model).forward), typing.get_type_hints(LanguageModel.forward)
+    assert {k: hints.get(k) for k in contract} == contract, f"{name}.forward's annotations"  # extras allowed
+    assert dataclasses.is_dataclass(model.config)
+
+
+def test_the_protocol_rejects_what_breaks_the_contract():
+    class NoBlockSize(nn.Module):
+        def forward(self, idx, targets=None):
+            return idx, None
+
+    assert not isinstance(NoBlockSize(), LanguageModel)
+
+
+def test_rnn_and_lstm_are_one_model_with_two_cells():
+    rnn, lstm = make("rnn"), make("lstm")
+    assert type(rnn).__mro__[1] is RecurrentLM and type(lstm).__mro__[1] is RecurrentLM
+    assert isinstance(rnn.rnn, nn.RNN) and isinstance(lstm.rnn, nn.LSTM)
+    assert len(rnn.initial_state(3)) == 1 and len(lstm.initial_state(3)) == 2
+    assert RecurrentLM(RNNConfig(vocab_size=V), "lstm").state_dict().keys() == lstm.state_dict().keys()
+    with pytest.raises(ValueError, match="unknown cell"):
+        RecurrentLM(RNNConfig(), "gru")
+
+
+def test_config_options_are_checked():
+    with pytest.raises(ValueError, match=r"RNNConfig.impl='Hand' is not one of 'torch', 'hand'"):
+        RNNConfig(impl="Hand")
+    with pytest.raises(ValueError, match="LSTMConfig.impl"):
+        LSTMConfig(impl="cudnn")
+
+
+@pytest.mark.parametrize("device, autocast, expected", [
+    ("cuda", torch.bfloat16, torch.float32),  # cuDNN would run in fp16 with no GradScaler: fp32
+    ("cuda", torch.float16, None),  # fp16 autocast comes with the GradScaler: leave it
+    ("cuda", None, None),  # no autocast: nothing to do
+    ("cpu", torch.bfloat16, None),  # the policy never autocasts the CPU; no cuDNN there
+    ("mps", torch.float16, None),
+])
+def test_recurrent_kernel_dtype_decision(device, autocast, expected):
+    assert recurrent_kernel_dtype(device, autocast) == expected
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm"])
+def test_the_recurrent_kernel_leaves_autocast_when_the_decision_says_so(name, monkeypatch):
+    """Simulated on the CPU: the decision says fp32, so the kernel runs in fp32 outside autocast."""
+    import minilm.models.rnn as rnn_module
+
+    asked, seen = [], []
+    monkeypatch.setattr(rnn_module, "recurrent_kernel_dtype",
+                        lambda device, dtype: asked.append((device, dtype)) or torch.float32)
+    model = make(name)
+    model.rnn.register_forward_pre_hook(
+        lambda mod, args: seen.append((args[0].dtype, torch.is_autocast_enabled("cpu"))))
+    idx = torch.randint(0, V, (B, T))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = model(idx, idx)
+    assert asked == [("cpu", torch.bfloat16)] and seen == [(torch.float32, False)]
+    loss.backward()
+    assert model.rnn.weight_hh_l0.grad is not None

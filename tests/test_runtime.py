@@ -7,6 +7,7 @@ import platform
 import random
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -102,17 +103,87 @@ def test_cpu_is_fp32():
     assert y.dtype == torch.float32
 
 
+def fake_gpus(monkeypatch, capabilities: dict[int, tuple[int, int]], current: int = 0) -> None:
+    """Pretend CUDA devices 0, 1, ... have these compute capabilities (a T4 is (7, 5), an A100 (8, 0)).
+
+    torch.cuda.is_bf16_supported is replaced by torch 2.2's version: no arguments, and it looks at
+    the *current* device only; the policy must not need it."""
+    def capability(device=None):
+        index = torch.device(device).index if device is not None else None
+        return capabilities[current if index is None else index]
+
+    def is_bf16_supported():  # torch 2.2's signature: `including_emulation=` raises TypeError
+        return capabilities[current] >= (8, 0)
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+    monkeypatch.setattr(torch.version, "hip", None)
+
+
 def test_cuda_with_bf16_uses_bf16_without_scaler(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    fake_gpus(monkeypatch, {0: (8, 0)})  # an A100
     p = minilm.precision_for("cuda")
     assert p.dtype is torch.bfloat16 and not p.use_grad_scaler and p.name == "bf16"
 
 
 def test_cuda_without_bf16_uses_fp16_with_scaler(monkeypatch):
-    # A T4 (compute capability 7.5) has no bf16: fp16 autocast, and a GradScaler against underflow.
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    # A T4 (compute capability 7.5) has no native bf16: fp16 autocast, and a GradScaler against underflow.
+    fake_gpus(monkeypatch, {0: (7, 5)})
     p = minilm.precision_for(torch.device("cuda:0"))
     assert p.dtype is torch.float16 and p.use_grad_scaler and p.name == "fp16"
+
+
+def test_the_policy_checks_the_device_asked_for_not_the_current_one(monkeypatch):
+    fake_gpus(monkeypatch, {0: (7, 5), 1: (8, 9)}, current=0)  # a T4 and an L4; the T4 is current
+    assert minilm.precision_for("cuda:1").name == "bf16"
+    assert minilm.precision_for("cuda:0").name == "fp16"
+    assert minilm.precision_for("cuda").name == "fp16"  # no index: the current device
+    fake_gpus(monkeypatch, {0: (7, 5), 1: (8, 9)}, current=1)
+    assert minilm.precision_for("cuda").name == "bf16" and minilm.precision_for("cuda:0").name == "fp16"
+
+
+def test_grad_scaler_on_torch_2_2(monkeypatch):
+    """torch 2.2 has no torch.amp.GradScaler, only torch.cuda.amp.GradScaler(init_scale, ..., enabled)."""
+    calls = []
+
+    class OldScaler(torch.cuda.amp.GradScaler):  # torch 2.2's signature: no device argument
+        def __init__(self, init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5,
+                     growth_interval=2000, enabled=True):
+            calls.append((init_scale, enabled))
+            super().__init__(init_scale, growth_factor, backoff_factor, growth_interval, enabled)
+
+    monkeypatch.delattr(torch.amp, "GradScaler")
+    monkeypatch.setattr(torch.cuda.amp, "GradScaler", OldScaler)
+    with pytest.warns(FutureWarning):  # this torch deprecates the old class; 2.2 does not
+        scaler = minilm.grad_scaler("cpu")
+    assert isinstance(scaler, OldScaler) and not scaler.is_enabled()
+    assert calls == [(2.0**16, False)]  # the device was not passed where init_scale goes
+    from minilm.models import MLP, MLPConfig
+    from minilm.training import TrainConfig, train
+    model = MLP(MLPConfig(vocab_size=5, block_size=2, n_embd=3, n_hidden=4))
+    batch = (torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.long))
+    with pytest.warns(FutureWarning):
+        h = train(model, lambda split: batch, TrainConfig(max_steps=3, eval_interval=3, eval_iters=1,
+                                                          progress=False), "cpu")
+    assert h.steps == [0, 3]
+
+
+def test_autocast_dtype_now_and_on_torch_2_2(monkeypatch):
+    assert runtime.autocast_dtype("cpu") is None and runtime.autocast_dtype("cuda") is None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert runtime.autocast_dtype("cpu") is torch.bfloat16
+        assert runtime.autocast_dtype("cuda") is None
+    # torch 2.2: no get_autocast_dtype, and is_autocast_enabled() takes no argument (it means CUDA);
+    # patched inside the autocast block, since torch.autocast itself calls the newer API
+    real = torch.is_autocast_enabled
+    with warnings.catch_warnings(), torch.autocast("cpu", dtype=torch.bfloat16):
+        warnings.simplefilter("ignore", DeprecationWarning)  # this torch deprecates the 2.2 functions
+        with pytest.MonkeyPatch.context() as mp:
+            mp.delattr(torch, "get_autocast_dtype")
+            mp.setattr(torch, "is_autocast_enabled", lambda: real("cuda"))
+            assert runtime.autocast_dtype("cpu") is torch.bfloat16
+            assert runtime.autocast_dtype("cuda") is None
 
 
 def test_mps_is_fp32():
@@ -179,3 +250,9 @@ def test_about_in_a_fresh_interpreter():
     assert lines["device"].startswith("cpu")
     assert lines["precision"] == "fp32"
     assert lines["preset"] == "smoke"
+
+
+def test_matmul_flops_measures_a_plausible_cpu_throughput():
+    flops = runtime.matmul_flops(64, "cpu", seconds=0.02, rounds=2)
+    assert 1e6 < flops < 1e14  # a CPU does between a MFLOP/s and 100 TFLOP/s
+    runtime.synchronize("cpu")  # a no-op on the CPU

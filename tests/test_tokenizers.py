@@ -42,7 +42,8 @@ MIXED = "Hello, 世界! naïve café – “quotes” — 1234567 apples\t\r\n\n
 
 
 def slow_train(text: str, vocab_size: int) -> list[tuple[int, int]]:
-    """The plain minbpe loop (recount every pair after each merge), with the same split and tie rule."""
+    """The plain minbpe loop (recount every pair after each merge), with the same split and tie rule:
+    the most frequent pair, and among equals the one seen first (dicts keep insertion order)."""
     words = [list(chunk.encode("utf-8")) for chunk in re.findall(SPLIT_PATTERN, text)]
     merges = []
     for new_id in range(256, vocab_size):
@@ -52,7 +53,7 @@ def slow_train(text: str, vocab_size: int) -> list[tuple[int, int]]:
                 counts[p] = counts.get(p, 0) + 1
         if not counts:
             break
-        best = min(counts, key=lambda p: (-counts[p], p))  # most frequent, then smallest pair
+        best = max(counts, key=counts.get)  # most frequent; ties: the first seen
         merges.append(best)
         new_words = []
         for w in words:
@@ -134,9 +135,9 @@ def test_merge_left_to_right():
 
 
 def test_bpe_known_example_aaabdaaabac():
-    # Wikipedia's example: aa -> Z, then ab -> Y (tied with Za at 2; the smaller pair (97, 98) wins), ZY -> X
+    # Wikipedia's example: aa -> Z; then Za and ab are tied at 2 and Za is seen first: Za -> Y; Yb -> X
     tok = BPETokenizer.train("aaabdaaabac", 259)
-    assert tok.merges == [(97, 97), (97, 98), (256, 257)]
+    assert tok.merges == [(97, 97), (256, 97), (257, 98)]
     assert tok.vocab[258] == b"aaab"
     assert tok.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
     assert tok.decode([258, 100, 258, 97, 99]) == "aaabdaaabac"
@@ -151,6 +152,24 @@ def test_bpe_fast_trainer_equals_slow_reference_chinese_and_repeats(tang: str):
     # multi-byte characters, and runs like "aaaa" / "abab" where overlapping pairs matter
     text = tang[:4000] + " aaaa aaaaa abab ababab aaabdaaabac zzzzzzz 🙂🙂🙂" * 20
     assert BPETokenizer.train(text, 256 + 100).merges == slow_train(text, 256 + 100)
+
+
+def exercise_train_bpe(text: str, num_merges: int) -> list[tuple[int, int]]:
+    """Exercise 01's train_bpe, written as its text states it: one chunk, ties to the pair seen first."""
+    ids, merges = list(text.encode("utf-8")), []
+    for k in range(num_merges):
+        counts = get_pair_counts(ids)
+        if not counts:
+            break
+        merges.append(max(counts, key=counts.get))
+        ids = merge(ids, merges[-1], 256 + k)
+    return merges
+
+
+@pytest.mark.parametrize("text", ["abab cdcd abab", "xyxyzwzw", "aaabdaaabac", "ba ab ba ab", "🙂世🙂界"])
+def test_bpe_ties_go_to_the_pair_seen_first_as_in_exercise_01(text):
+    whole = r"[\s\S]+"  # one chunk, as the exercise trains
+    assert BPETokenizer.train(text, 256 + 8, pattern=whole).merges == exercise_train_bpe(text, 8)
 
 
 def test_bpe_training_is_deterministic(shakespeare: str):

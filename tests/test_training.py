@@ -18,7 +18,15 @@ from minilm.checkpoint import (
 )
 from minilm.models import LSTM, MLP, LSTMConfig, MLPConfig
 from minilm.plotting import plot_curves, plot_losses
-from minilm.training import History, TrainConfig, estimate_loss, get_lr, make_optimizer, train
+from minilm.training import (
+    History,
+    TrainConfig,
+    estimate_loss,
+    eval_streams,
+    get_lr,
+    make_optimizer,
+    train,
+)
 
 CFG = TrainConfig(max_steps=100, learning_rate=1.0, min_lr=0.1, warmup_steps=10)
 
@@ -159,3 +167,113 @@ def test_checkpoint_of_a_compiled_model_holds_the_plain_keys(tmp_path):
     assert set(ckpt["model"]) == set(model.state_dict()) and ckpt["model_class"] == "MLP"
     rebuilt = model_from_checkpoint(ckpt, MLP, MLPConfig)
     assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def _mlp_run(eval_interval: int, lr: float = 1e-2, max_steps: int = 30):
+    torch.manual_seed(0)
+    V, get_batch, g = _task(3)
+    model = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=4, n_hidden=8))
+    cfg = TrainConfig(max_steps=max_steps, learning_rate=lr, lr_schedule="constant",
+                      eval_interval=eval_interval, eval_iters=3, progress=False)
+    return model, train(model, get_batch, cfg, "cpu", generator=g)
+
+
+def test_evaluating_never_changes_the_batches_training_sees():
+    """get_batch draws train batches and evaluation batches from one generator: evaluation runs on
+    its own streams, so evaluating every step or once gives the same weights."""
+    often, h_often = _mlp_run(eval_interval=1)
+    rarely, h_rarely = _mlp_run(eval_interval=30)
+    assert h_often.steps == list(range(31)) and h_rarely.steps == [0, 30]
+    for k, v in often.state_dict().items():
+        assert torch.equal(v, rarely.state_dict()[k]), k
+    assert h_often.step_loss == h_rarely.step_loss
+    assert h_often.val_loss[-1] == h_rarely.val_loss[-1]  # the same batches measured, the same weights
+
+
+def test_every_evaluation_measures_the_same_batches():
+    _, h = _mlp_run(eval_interval=5, lr=0.0)  # weights never move: only the batches could differ
+    assert len(set(h.val_loss)) == 1 and len(set(h.train_loss)) == 1
+
+
+def test_eval_streams_restore_every_rng():
+    g = torch.Generator().manual_seed(7)
+    before = (g.get_state(), torch.get_rng_state())
+    with eval_streams(g, 99):
+        a = torch.randint(0, 1000, (5,), generator=g), torch.rand(3)
+    assert torch.equal(g.get_state(), before[0]) and torch.equal(torch.get_rng_state(), before[1])
+    with eval_streams(g, 99):
+        b = torch.randint(0, 1000, (5,), generator=g), torch.rand(3)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_resume_refuses_a_checkpoint_trained_with_other_settings(tmp_path):
+    V, get_batch, g = _task(4)
+    model = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=4, n_hidden=8))
+    cfg = TrainConfig(max_steps=4, eval_interval=2, eval_iters=1, checkpoint_dir=str(tmp_path),
+                      run_name="r", resume=True, progress=False)
+    train(model, get_batch, cfg, "cpu", generator=g)
+    with pytest.raises(ValueError, match=r"learning_rate: 0.001 there, 0.002 here.*unlink"):
+        train(model, get_batch, replace(cfg, learning_rate=2e-3), "cpu", generator=g)
+    other = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=4, n_hidden=9))
+    with pytest.raises(ValueError, match="model config"):
+        train(other, get_batch, cfg, "cpu", generator=g)
+    h = train(model, get_batch, replace(cfg, max_steps=6, eval_iters=2), "cpu", generator=g)
+    assert h.steps == [0, 2, 4, 6]  # more steps, other evaluation settings: allowed
+
+
+def test_train_config_checks_its_options():
+    with pytest.raises(ValueError, match="lr_schedule='cosin'"):
+        TrainConfig(lr_schedule="cosin")
+    with pytest.raises(ValueError, match="eval_interval"):
+        TrainConfig(eval_interval=0)
+
+
+def test_make_optimizer_passes_every_setting():
+    model = MLP(MLPConfig(vocab_size=5, block_size=2, n_embd=3, n_hidden=4))
+    cfg = TrainConfig(learning_rate=0.3, betas=(0.8, 0.9), eps=1e-5, weight_decay=0.2)
+    group = make_optimizer(model, cfg).param_groups[0]
+    assert (group["lr"], group["betas"], group["eps"], group["weight_decay"]) == (0.3, (0.8, 0.9), 1e-5, 0.2)
+
+
+def test_a_shorter_first_session_then_resume_gives_the_uninterrupted_weights(tmp_path):
+    """Session 1 stops at step 25 (evaluating there, off the interval), session 2 runs on to 40."""
+    def session(max_steps: int, folder):
+        torch.manual_seed(0)
+        V, get_batch, g = _task(5)
+        model = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=4, n_hidden=8))
+        cfg = TrainConfig(max_steps=max_steps, lr_decay_steps=40, warmup_steps=5, eval_interval=10,
+                          eval_iters=2, checkpoint_interval=4, checkpoint_dir=str(folder), run_name="s",
+                          resume=True, progress=False)
+        opt = make_optimizer(model, cfg)
+        return model, opt, train(model, get_batch, cfg, "cpu", optimizer=opt, generator=g)
+
+    ref, ref_opt, ref_h = session(40, tmp_path / "a")
+    session(25, tmp_path / "b")
+    model, opt, h = session(40, tmp_path / "b")
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    for a, b in zip(opt.state_dict()["state"].values(), ref_opt.state_dict()["state"].values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert h.step_loss == ref_h.step_loss and h.steps == [0, 10, 20, 25, 30, 40]
+    assert [v for s, v in zip(h.steps, h.val_loss) if s != 25] == ref_h.val_loss  # the same batches
+
+
+def test_a_named_run_checkpoints_at_every_evaluation_by_default(tmp_path):
+    V, get_batch, g = _task(6)
+    draws = []
+
+    def dies_at_step_15(split):
+        if split == "train" and torch.is_grad_enabled():
+            draws.append(1)
+            if len(draws) > 15:
+                raise ConnectionError("disconnected")
+        return get_batch(split)
+
+    model = MLP(MLPConfig(vocab_size=V, block_size=3, n_embd=4, n_hidden=8))
+    cfg = TrainConfig(max_steps=30, eval_interval=10, eval_iters=1, checkpoint_dir=str(tmp_path),
+                      run_name="d", progress=False)
+    assert cfg.checkpoint_interval is None and cfg.save_every == 10
+    with pytest.raises(ConnectionError):
+        train(model, dies_at_step_15, cfg, "cpu", generator=g)
+    assert load_checkpoint(checkpoint_path("d", tmp_path))["step"] == 10
+    assert replace(cfg, checkpoint_interval=0).save_every == 0

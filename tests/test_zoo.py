@@ -1,11 +1,14 @@
 """The model cache: trains once into the cache, then loads the same weights without training (05+)."""
 
+from dataclasses import fields, replace
+
 import pytest
 import torch
 
 from minilm import zoo
 from minilm.batching import char_data
-from minilm.models.gpt import GPT
+from minilm.models.gpt import GPT, GPTConfig
+from minilm.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +72,72 @@ def test_train_gpt_reproduces_the_cached_model_and_save_pretrained(tmp_cache, tm
     assert torch.equal(loaded.transformer.wte.weight, model.transformer.wte.weight)
     with pytest.raises(ValueError, match="preset"):
         zoo.save_pretrained(GPT(zoo.gpt_config_for("smoke", 65, "large")), history, preset="smoke")
+
+
+def test_the_cache_key_covers_every_field_that_shapes_the_weights(tmp_cache):
+    """Every TrainConfig field but the bookkeeping ones, every GPTConfig field, and the batch size."""
+    tok, _, _ = char_data("tinyshakespeare")
+    base = zoo.recipe_for("smoke", tok.vocab_size)
+    key = zoo.recipe_key("tinyshakespeare", base, tok)
+    changed = {"lr_schedule": "constant", "betas": (0.8, 0.9), "grad_clip": None, "lr_decay_steps": 99,
+               "checkpoint_dir": "/elsewhere", "run_name": "x", "resume": True, "progress": False}
+    for f in fields(TrainConfig):
+        value = changed.get(f.name)
+        if value is None and f.name != "grad_clip":
+            value = getattr(base.train, f.name) + 1  # every other field is a number
+        other = replace(base, train=replace(base.train, **{f.name: value}))
+        same = zoo.recipe_key("tinyshakespeare", other, tok) == key
+        assert same == (f.name in zoo.NOT_IN_KEY), f"TrainConfig.{f.name}"
+    for f in fields(GPTConfig):
+        value = not getattr(base.model, f.name) if f.type == "bool" else getattr(base.model, f.name) + 1
+        other = replace(base, model=replace(base.model, **{f.name: value}))
+        assert zoo.recipe_key("tinyshakespeare", other, tok) != key, f"GPTConfig.{f.name}"
+    assert zoo.recipe_key("tinyshakespeare", replace(base, batch_size=9), tok) != key
+    assert zoo.recipe_key("tang", base, tok) != key
+
+
+def test_every_preset_gpt_is_defined_once():
+    for name, table in zoo.RECIPES.items():
+        recipe = zoo.recipe_for(name, 65)
+        assert recipe.model == zoo.gpt_config_for(name, 65) == zoo.gpt_sizes(name, 65)["medium"]
+        assert recipe.model.dropout == table.dropout and recipe.batch_size == table.batch_size
+        assert recipe.train == table.train and recipe.train is not table.train  # a copy to change
+        assert recipe.train.checkpoint_interval > 0  # first-time training checkpoints
+    with pytest.raises(ValueError, match="unknown preset"):
+        zoo.recipe_for("laptop", 65)
+
+
+def test_first_time_training_resumes_after_a_crash(tmp_path, monkeypatch):
+    """A disconnect during the zoo's first training: calling pretrained_gpt again continues from the
+    last checkpoint and ends with the weights of an uninterrupted run."""
+    monkeypatch.setenv("MINILM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("MINILM_CHECKPOINT_DIR", str(tmp_path / "ckpt"))
+    tok, train_data, val_data = char_data("tinyshakespeare")
+    recipe = zoo.recipe_for("smoke", tok.vocab_size)
+    reference, _ = zoo.train_gpt(recipe, train_data, val_data, "cpu", progress=False)
+
+    real_batch_fn = zoo.batch_fn
+
+    def crashing_batch_fn(*args, **kwargs):
+        get, generator = real_batch_fn(*args, **kwargs)
+        draws = []
+
+        def get_or_die(split):
+            if split == "train" and torch.is_grad_enabled():  # a training step (not an estimate)
+                draws.append(1)
+                if len(draws) == 25:  # during step 24: the last checkpoint is step 20
+                    raise ConnectionError("the runtime disconnected")
+            return get(split)
+
+        return get_or_die, generator
+
+    monkeypatch.setattr(zoo, "batch_fn", crashing_batch_fn)
+    with pytest.raises(ConnectionError):
+        zoo.pretrained_gpt("tinyshakespeare", preset="smoke", device="cpu", progress=False)
+    assert not list((tmp_path / "models").glob("*.pt"))  # no model cached from a broken run
+    (ckpt,) = (tmp_path / "ckpt").glob("zoo-tinyshakespeare-smoke-*.pt")
+    assert torch.load(ckpt, weights_only=True)["step"] == 20
+    monkeypatch.setattr(zoo, "batch_fn", real_batch_fn)
+    model, _ = zoo.pretrained_gpt("tinyshakespeare", preset="smoke", device="cpu", progress=False)
+    for k, v in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k

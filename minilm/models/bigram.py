@@ -52,7 +52,9 @@ class CountBigram(nn.Module):
         smoothed = self.counts + self.config.smoothing
         return smoothed / smoothed.sum(dim=1, keepdim=True)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, V) = log P(. | idx), and the mean NLL of targets."""
         logits = self.probs().log().float()[idx]  # (B, T, V); log-probs are valid logits
         return logits, lm_loss(logits, targets)
@@ -69,7 +71,9 @@ class BigramLM(nn.Module):
         self.logits_table = nn.Embedding(config.vocab_size, config.vocab_size)  # row a: logits after a
         nn.init.zeros_(self.logits_table.weight)  # start from the uniform distribution
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, V), loss."""
         logits = self.logits_table(idx)  # (B, T, V)
         return logits, lm_loss(logits, targets)

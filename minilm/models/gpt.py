@@ -9,7 +9,7 @@ matrices transposed, as Conv1D). The embedding and the output layer share one ma
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -128,6 +128,8 @@ class GPT(nn.Module):
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
         """The attention weights of every layer for idx (B, T): a list of n_layer tensors (B, nh, T, T)."""
+        if idx.shape[1] > self.block_size:  # the same limit as forward: wpe has block_size rows
+            raise ValueError(f"sequence of length {idx.shape[1]} is longer than block_size={self.block_size}")
         pos = torch.arange(idx.shape[1], device=idx.device)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
         maps = []
@@ -140,43 +142,3 @@ class GPT(nn.Module):
 def flops_per_token(config: GPTConfig, n_params: int) -> float:
     """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 * L * C * T."""
     return 6 * n_params + 12 * config.n_layer * config.n_embd * config.block_size
-
-
-# --- sizes for each preset ------------------------------------------------------------------
-# Three sizes per preset for the loss-against-parameters plot (notebook 05); "medium" is the
-# model every notebook trains and the zoo caches. cpu "medium" is tuned (benchmarks/gpt.py) to
-# reach val loss <= 1.80 on tinyshakespeare in about 90 s on 2 cores; gpu "medium" is nanoGPT's
-# shakespeare-char model (6 layers, 6 heads, 384 wide, block 256).
-_SIZES: dict[str, dict[str, dict[str, int]]] = {
-    "smoke": {
-        "small": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16},
-        "medium": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
-        "large": {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 32},
-    },
-    "cpu": {
-        "small": {"n_layer": 2, "n_head": 4, "n_embd": 64, "block_size": 64},
-        "medium": {"n_layer": 3, "n_head": 4, "n_embd": 128, "block_size": 64},
-        "large": {"n_layer": 4, "n_head": 6, "n_embd": 192, "block_size": 64},
-    },
-    "gpu": {
-        "small": {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 256},
-        "medium": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256},
-        "large": {"n_layer": 8, "n_head": 8, "n_embd": 512, "block_size": 256},
-    },
-}
-_DROPOUT = {"smoke": 0.0, "cpu": 0.0, "gpu": 0.2}
-
-
-def gpt_config_for(preset: str, vocab_size: int, size: str = "medium", **overrides) -> GPTConfig:
-    """The GPT config for a preset name ('smoke' | 'cpu' | 'gpu') and size ('small' | 'medium' | 'large')."""
-    if preset not in _SIZES:
-        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(_SIZES)}")
-    if size not in _SIZES[preset]:
-        raise ValueError(f"unknown size {size!r}; use one of {', '.join(_SIZES[preset])}")
-    config = GPTConfig(vocab_size=vocab_size, dropout=_DROPOUT[preset], **_SIZES[preset][size])
-    return replace(config, **overrides)
-
-
-def gpt_sizes(preset: str, vocab_size: int) -> dict[str, GPTConfig]:
-    """{'small': ..., 'medium': ..., 'large': ...}: three GPT configs for the loss-vs-parameters plot."""
-    return {size: gpt_config_for(preset, vocab_size, size) for size in _SIZES[preset]}

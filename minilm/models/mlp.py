@@ -45,7 +45,9 @@ class MLP(nn.Module):
         windows = padded.unfold(1, self.block_size, 1)  # (B, T, block_size), oldest first
         return windows.flip(-1)  # (B, T, block_size), newest first
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, V), loss."""
         B, T = idx.shape
         emb = self.wte(self.context(idx))  # (B, T, block_size, n_embd)
