@@ -34,14 +34,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import distributed, zoo
-from .checkpoint import save_checkpoint
+from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .models.base import check_choices
 from .models.gpt import GPT, GPTConfig
 from .optim import maybe_compile
 from .presets import preset as active_preset
 from .runtime import set_seed
 from .tokenfile import TOKENIZER, TokenFile
-from .training import TrainConfig, make_optimizer, train
+from .training import History, TrainConfig, check_resumable, make_optimizer, train
 
 
 @dataclass
@@ -234,9 +234,16 @@ def plan(model_over: dict, train_over: dict, opts: PretrainOptions, tokens: Toke
 
 
 def build(p: Plan) -> GPT:
-    """The planned GPT, seeded: the same initial weights in every process (and the zoo's, for its recipe)."""
+    """The planned GPT, seeded: the same initial weights in every process (and the zoo's, for its recipe).
+
+    A shape it refuses (n_embd not divisible by n_head, ...) and a checkpoint of this run saved with
+    other settings are ValueErrors here, before any process joins a group."""
     set_seed(p.options.seed)
-    return GPT(p.model)  # a shape it refuses (n_embd not divisible by n_head, ...) is a ValueError here
+    model = GPT(p.model)
+    ckpt = checkpoint_path(p.train.run_name, p.train.checkpoint_dir)
+    if p.train.resume and ckpt.exists():
+        check_resumable(load_checkpoint(ckpt), p.train, model)
+    return model
 
 
 def run(p: Plan, tokens: TokenFile, model: GPT) -> GPT:
@@ -263,7 +270,7 @@ def run(p: Plan, tokens: TokenFile, model: GPT) -> GPT:
         distributed.teardown()
 
 
-def write_result(p: Plan, tokens: TokenFile, model: GPT, history, world_size: int, device: str) -> None:
+def write_result(p: Plan, tokens: TokenFile, model: GPT, history: History, world_size: int, device: str) -> None:
     """<out>/model.pt (zoo format), tokenizer.json and run.json (settings, history)."""
     p.out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(tokens.folder / TOKENIZER, p.out / TOKENIZER)

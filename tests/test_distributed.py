@@ -33,8 +33,11 @@ from minilm.pretrain import main as pretrain_main
 from minilm.tokenfile import prepare
 
 STEPS, ACCUM, EVAL_EVERY, CKPT_EVERY = 20, 2, 1, 5
-KILL_STEP, KILL_MICRO = 13, 1  # SIGKILL both processes in the 2nd micro-batch of step 13: back to step 10
-INT_STEP = 16  # SIGINT rank 1 during step 16: every rank finishes it, and the checkpoint is of step 17
+# Kill points (KILL_STEP < INT_STEP < STEPS; a step counts from 0): SIGKILL both processes in micro-batch
+# KILL_MICRO of step KILL_STEP (back to the checkpoint of step 10), then SIGINT rank 1 alone during step
+# INT_STEP: every rank finishes that step, and the checkpoint is of step INT_STEP + 1.
+KILL_STEP, KILL_MICRO = 13, 1
+INT_STEP = 16
 TOLERANCE = 1e-4
 TIMEOUT = 300
 
@@ -154,7 +157,7 @@ def test_two_processes_killed_interrupted_and_resumed_end_as_uninterrupted(setup
 
     interrupted = launch(script, 2, args(data, out, 0.1), SIGNAL_AT=f"SIGINT:{INT_STEP * ACCUM}:1")
     assert [code for code, _ in interrupted] == [130, 130], interrupted
-    assert "stopped at step 17" in interrupted[1][1]
+    assert f"stopped at step {INT_STEP + 1}" in interrupted[1][1]
     saved = load_checkpoint(ckpt)
     assert saved["step"] == INT_STEP + 1 and len(saved["extra"]["rng_per_rank"]) == 2
 

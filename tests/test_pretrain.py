@@ -149,6 +149,8 @@ def test_pretrain_trains_the_zoos_gpt_bit_for_bit_and_loads_like_a_zoo_model(sha
     assert (out / "checkpoints" / "pretrain.pt").is_file() and (out / "run.json").is_file()
     assert pretrain_main(argv) == 0  # run again: resumes the finished run at once
     assert "resumed" in capsys.readouterr().out
+    assert pretrain_main([*argv, "--learning_rate", "0.1"]) == 2  # not the run its checkpoint holds
+    assert "was saved with other settings (learning_rate: 0.003 there, 0.1 here)" in capsys.readouterr().err
 
 
 class NoSyncRecorder(nn.Module):
