@@ -74,7 +74,8 @@ if [ "$TINY" = 1 ]; then
   GPT=(--tiny); QUICK=(--quick --device cpu)
 else
   DEVICE=cuda; PRESET=gpu; STEPS=300; EVAL=(--eval_interval 150 --eval_iters 20)
-  NPROC=$("$PYTHON" -c "import torch; print(max(1, torch.cuda.device_count()))")
+  # one process per GPU, a power of two (1, 2, 4, 8...) so that it divides the preset's batch of 64
+  NPROC=$("$PYTHON" -c "import torch; print(1 << (max(1, torch.cuda.device_count()).bit_length() - 1))")
   GPT=(); QUICK=(--device cuda)
 fi
 DATA="$DEST/data/tinyshakespeare-char"
