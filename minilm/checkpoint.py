@@ -86,6 +86,17 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None =
         generator.set_state(state["generator"])
 
 
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside torch.compile's (`_orig_mod`) and DistributedDataParallel's (`module`) wrappers."""
+    while True:
+        if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), torch.nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def _as_dict(obj: Any) -> dict | None:
     if obj is None or isinstance(obj, dict):
         return obj
@@ -111,7 +122,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in _tmp_files(path):  # left by a save that was killed: never read, now removed
         stale.unlink(missing_ok=True)
-    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: save the plain module's keys
+    model = unwrap(model)  # torch.compile's or DDP's wrapper: save the plain module's keys
     config = getattr(model, "config", None)
     state = {
         "format": FORMAT,
@@ -166,7 +177,7 @@ def restore_checkpoint(
     restore_rng: bool = True,
 ) -> int:
     """Load the states of a loaded checkpoint into model/optimizer/scaler/RNGs; returns its step."""
-    getattr(model, "_orig_mod", model).load_state_dict(ckpt["model"])
+    unwrap(model).load_state_dict(ckpt["model"])
     if optimizer is not None and ckpt.get("optimizer") is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     if scaler is not None and ckpt.get("scaler") is not None:

@@ -1,4 +1,4 @@
-"""The `minilm` command: `about`, `make-exercises`, `grade` (see docs/instructors.md)."""
+"""The `minilm` command: `about`, `make-exercises`, `grade` (see docs/instructors.md), `prepare`, `pretrain` (README)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,23 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from .tokenfile import prepare
+
+    try:
+        prepare(args.source, args.tokenizer, args.out, val_fraction=args.val_fraction)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .pretrain import main as pretrain
+
+    return pretrain(args.options)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `minilm` console script."""
     parser = argparse.ArgumentParser(prog="minilm", description="minilm course tools")
@@ -107,6 +124,19 @@ def main(argv: list[str] | None = None) -> int:
         help="grade even where namespaces are unavailable (submissions can read your files)",
     )
     p.set_defaults(func=_grade)
+
+    p = sub.add_parser("prepare", help="tokenize a dataset or a text file into a memory-mapped token folder")
+    p.add_argument("source", help="a course dataset name (e.g. tinyshakespeare) or a UTF-8 text file")
+    p.add_argument("--tokenizer", default="char", help="char (default), bpe, or bpe:VOCAB (e.g. bpe:4096)")
+    p.add_argument("--out", required=True, help="folder for tokens.bin, tokenizer.json, meta.json")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="last part kept for validation (0.1)")
+    p.set_defaults(func=_prepare)
+
+    # prefix_chars="+": every --option goes to minilm.pretrain's own parser (one option per config field)
+    p = sub.add_parser("pretrain", add_help=False, prefix_chars="+",
+                       help="train a GPT on a prepared folder (also under torchrun); --help lists the options")
+    p.add_argument("options", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_pretrain)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -40,7 +40,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import checkpoint_path, load_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+    unwrap,
+)
+from .distributed import SingleProcess
 from .models.base import check_choices
 from .optim import configure_optimizer
 from .runtime import autocast, grad_scaler
@@ -210,7 +217,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, model: nn.Module) -> None:
     saved, now = ckpt.get("train_config") or {}, asdict(cfg)
     diff = [f"{k}: {saved[k]!r} there, {now[k]!r} here" for k in RESUME_FIELDS
             if k in saved and plain(saved[k]) != plain(now[k])]
-    config = getattr(getattr(model, "_orig_mod", model), "config", None)
+    config = getattr(unwrap(model), "config", None)
     if ckpt.get("config") is not None and config is not None and ckpt["config"] != asdict(config):
         diff.append(f"model config: {ckpt['config']} there, {asdict(config)} here")
     if diff:
@@ -229,8 +236,13 @@ def train(
     *,
     optimizer: torch.optim.Optimizer | None = None,
     generator: torch.Generator | None = None,
+    strategy: SingleProcess | None = None,
 ) -> History:
-    """Train `model` for `cfg.max_steps` steps on batches from `get_batch`; returns the History. Notebook 02."""
+    """Train `model` for `cfg.max_steps` steps on batches from `get_batch`; returns the History. Notebook 02.
+
+    `strategy` (default: one process) is `minilm.distributed.DDPStrategy` under torchrun, `model` then
+    a DistributedDataParallel: rank 0 alone writes, evaluations are averaged over the processes."""
+    strategy = strategy or SingleProcess()
     device = torch.device(device)
     model.to(device)
     model.train()
@@ -239,13 +251,16 @@ def train(
     scaler = grad_scaler(device)
     history, step, elapsed = History(), 0, 0.0
     ckpt_file = checkpoint_path(cfg.run_name, cfg.checkpoint_dir) if cfg.run_name else None
+    ckpt = None
     if cfg.resume and ckpt_file is not None and ckpt_file.exists():
         ckpt = load_checkpoint(ckpt_file)  # on the CPU: RNG states must stay there
         check_resumable(ckpt, cfg, model)
         step = restore_checkpoint(ckpt, model, optimizer, generator=generator, scaler=scaler)
         history = History.from_dict(ckpt["history"])
         elapsed = (ckpt.get("extra") or {}).get("train_seconds", 0.0)
-        print(f"resumed {ckpt_file} at step {step}")
+        if strategy.is_main:
+            print(f"resumed {ckpt_file} at step {step}")
+    strategy.resumed(ckpt)
     if step >= cfg.max_steps:  # the run had already finished
         return history
 
@@ -254,15 +269,17 @@ def train(
     def save(at: int) -> None:
         if ckpt_file is not None:
             seconds = elapsed + time.perf_counter() - t0  # training time so far, evaluation excluded
-            save_checkpoint(ckpt_file, model, optimizer, at, train_config=asdict(cfg), history=history,
-                            generator=generator, scaler=scaler, extra={"train_seconds": seconds})
+            strategy.save(lambda shared: save_checkpoint(
+                ckpt_file, model, optimizer, at, train_config=asdict(cfg), history=history,
+                generator=generator, scaler=scaler, extra={"train_seconds": seconds, **shared}))
 
     # Step losses wait on the device in a buffer allocated once (no host sync per step; a list of
     # tiny tensors would also fragment the CPU heap so that RSS grows with every step).
     pending = torch.zeros(max(cfg.eval_interval, cfg.save_every, 1), device=device)
     n_pending = 0
     shown: dict[str, str] = {}  # what the progress bar shows: step loss, last train/val estimate
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress, dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress or not strategy.is_main,
+               dynamic_ncols=True)
     with _Interrupt(enabled=ckpt_file is not None) as interrupt, contextlib.closing(bar):
         while True:
             evaluated = bool(history.steps) and history.steps[-1] == step  # e.g. a run extended on resume
@@ -272,7 +289,7 @@ def train(
                 now = time.perf_counter()
                 elapsed += now - t0
                 with eval_streams(generator, cfg.eval_seed):
-                    losses = estimate_loss(model, get_batch, cfg.eval_iters, device)
+                    losses = strategy.mean(estimate_loss(model, get_batch, cfg.eval_iters, device))
                 history.steps.append(step)
                 history.train_loss.append(losses["train"])
                 history.val_loss.append(losses["val"])
@@ -287,12 +304,15 @@ def train(
             lr = get_lr(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-            for _ in range(cfg.grad_accum_steps):
+            for micro in range(cfg.grad_accum_steps):
                 x, y = get_batch("train")
-                with autocast(device):
-                    _, loss = model(x, y)
-                scaler.scale(loss / cfg.grad_accum_steps).backward()
-                tokens += x.numel()
+                # under DistributedDataParallel, gradients are all-reduced on the last micro-batch only
+                sync = micro == cfg.grad_accum_steps - 1 or not hasattr(model, "no_sync")
+                with contextlib.nullcontext() if sync else model.no_sync():
+                    with autocast(device):
+                        _, loss = model(x, y)
+                    scaler.scale(loss / cfg.grad_accum_steps).backward()
+                tokens += x.numel() * strategy.world_size
             if cfg.grad_clip is not None:
                 scaler.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -303,15 +323,16 @@ def train(
             n_pending += 1
             step += 1
             bar.update(1)
-            if cfg.progress and step % 10 == 0:
+            if not bar.disable and step % 10 == 0:
                 shown["loss"] = f"{pending[n_pending - 1].item():.4f}"
                 bar.set_postfix(shown)
+            stop = interrupt.enabled and strategy.any(interrupt.requested)  # all processes stop together
             periodic = cfg.save_every and step % cfg.save_every == 0
-            if (periodic and step < cfg.max_steps) or interrupt.requested:
+            if (periodic and step < cfg.max_steps) or stop:
                 history.step_loss.extend(pending[:n_pending].tolist())
                 n_pending = 0
                 save(step)
-            if interrupt.requested:
+            if stop:
                 raise KeyboardInterrupt(f"stopped at step {step}; the checkpoint {ckpt_file} holds it: "
                                         "run the cell again (resume=True) to continue")
     save(cfg.max_steps)

@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 
 from .batching import batch_fn, char_data
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import DATASETS, cache_root
 from .models.gpt import GPT, GPTConfig
 from .optim import maybe_compile
 from .presets import PRESETS
 from .presets import preset as active_preset
 from .runtime import get_device, set_seed
+from .tokenfile import TOKENIZER, Tokenizer, load_tokenizer
 from .tokenizers import CharTokenizer
 from .training import History, TrainConfig, make_optimizer, train
 
@@ -145,12 +146,7 @@ def pretrained_gpt(
     recipe = recipe_for(name, tok.vocab_size)
     path = model_path(dataset, name, recipe, tok)
     if path.exists():
-        ckpt = load_checkpoint(path, map_location=device)
-        model = GPT(GPTConfig(**ckpt["config"]))
-        model.load_state_dict(ckpt["model"])
-        if progress:
-            print(f"loaded {path} (val loss {ckpt['history']['val_loss'][-1]:.4f})")
-        return model.to(device).eval(), tok
+        return load_model(path, device, progress=progress, tokenizer=tok)
     run = run_name_for(dataset, name, recipe, tok)
     print(f"no cached model at {path}: training it now ({name} preset, {recipe.train.max_steps} steps, "
           f"checkpoints as run {run!r}: if this is interrupted, run the cell again to continue); "
@@ -159,6 +155,27 @@ def pretrained_gpt(
                                progress=progress, run_name=run)
     save_pretrained(model, history, dataset, name)
     return model.eval(), tok
+
+
+def load_model(
+    path: str | Path, device: torch.device | str | None = None, progress: bool = True,
+    tokenizer: Tokenizer | None = None,
+) -> tuple[GPT, Tokenizer]:
+    """(GPT in eval mode on device, tokenizer) from a model file: the zoo's cache or a `minilm pretrain` folder.
+
+    `path` is a model file or a folder holding model.pt; the tokenizer is `tokenizer`, else the
+    tokenizer.json beside the model file. Notebook 05 (and any notebook, for a pretrain run)."""
+    path = Path(path).expanduser()
+    file = path / "model.pt" if path.is_dir() else path
+    device = torch.device(device) if device is not None else get_device()
+    ckpt = load_checkpoint(file, map_location=device)
+    model = model_from_checkpoint(ckpt, GPT, GPTConfig)
+    if tokenizer is None:
+        tokenizer = load_tokenizer(file.parent / TOKENIZER)
+    if progress:
+        val = ((ckpt.get("history") or {}).get("val_loss") or [float("nan")])[-1]
+        print(f"loaded {file} (val loss {val:.4f})")
+    return model.to(device).eval(), tokenizer
 
 
 def save_pretrained(model: GPT, history: History, dataset: str = "tinyshakespeare",

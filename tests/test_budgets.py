@@ -1,0 +1,92 @@
+"""Notebook budgets are measured, not typed: the README's course-map times are what benchmarks/budgets.json
+holds (rendered by benchmarks/budgets.py), and the script measures a notebook's time and headline figures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+
+from minilm.notebook_setup import SETUP_CELL
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("budgets", ROOT / "benchmarks" / "budgets.py")
+budgets = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(budgets)
+
+
+def test_the_readme_course_map_times_are_the_json():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    data = budgets.load(budgets.JSON_PATH)
+    assert budgets.render_readme(readme, data) == readme, (
+        "the README's course-map times differ from benchmarks/budgets.json: measure with "
+        "`python benchmarks/budgets.py` (or rewrite the README from the JSON: --render-only)")
+    columns, rows = budgets.course_map_rows(readme)
+    assert {"cpu preset", "gpu preset"} <= set(columns)
+    assert {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")} <= set(rows)
+    for stem, (_, cells) in rows.items():  # every time cell is a measurement or says it is none
+        entry = data["notebooks"].get(stem) or {}
+        for preset, column in budgets.PRESET_COLUMNS.items():
+            text = cells[columns[column]].strip()
+            assert (text == budgets.NOT_MEASURED) == (preset not in entry), (stem, preset, text)
+
+
+def test_every_measurement_in_the_json_is_complete():
+    for stem, entry in budgets.load(budgets.JSON_PATH)["notebooks"].items():
+        assert (ROOT / "notebooks" / f"{stem}.ipynb").is_file(), f"budgets.json measures a missing notebook {stem}"
+        for preset, m in entry.items():
+            assert preset in budgets.PRESET_COLUMNS and m["seconds"] > 0 and m["measured"][:2] == "20"
+            assert {"platform", "cpus", "torch", "load_average"} <= set(m["machine"]) and "status" in m
+
+
+def test_headline_lines():
+    text = "loss 3\nHEADLINE: val_loss=1.80\nHEADLINE: val_loss=1.7812\nHEADLINE: kv_speedup_x=6.1\n" \
+           "  HEADLINE: indented=1\nHEADLINE: Bad=1\nHEADLINE: note=fast\n"
+    assert budgets.parse_headlines(text) == {"val_loss": 1.7812, "kv_speedup_x": 6.1, "note": "fast"}
+
+
+def test_cell_text():
+    quiet = {"load_average": 0.5, "cpus": 2}
+    assert budgets.cell_text(None) == "not yet measured"
+    assert budgets.cell_text({"seconds": 42, "status": "ok", "machine": quiet}) == "< 1 min"
+    assert budgets.cell_text({"seconds": 150, "status": "ok", "machine": quiet}) == "2.5 min"
+    assert budgets.cell_text({"seconds": 1500, "status": "ok", "machine": quiet}) == "25 min"
+    assert budgets.cell_text({"seconds": 150, "status": "ok", "machine": {"load_average": 9, "cpus": 2}}) \
+        == "2.5 min (busy machine)"
+    assert budgets.cell_text({"seconds": 5, "status": "error: boom"}).startswith("failed")
+
+
+README = """# x
+
+| notebook | what it builds | cpu preset | gpu preset | Colab |
+|---|---|---|---|---|
+| [00](notebooks/00_demo.ipynb) | **Demo.** a \\| b | typed | typed | badge |
+| [01](notebooks/01_other.ipynb) | **Other.** | typed | typed | badge |
+| 02 | **Later** (coming). | | | |
+
+after
+"""
+
+
+def test_the_script_measures_a_notebook_and_writes_the_json_and_the_readme(tmp_path):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL),
+                nbformat.v4.new_code_cell("import os\nprint(f\"HEADLINE: preset_is_cpu={int(os.environ['MINILM_PRESET'] "
+                                          "== 'cpu')}\")\nprint('HEADLINE: val_loss=1.5')")]
+    nbformat.write(nb, folder / "00_demo.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), folder / "01_other.ipynb")
+    readme, out = tmp_path / "README.md", tmp_path / "budgets.json"
+    readme.write_text(README)
+    assert budgets.main(["--notebooks", str(folder), "--json", str(out), "--readme", str(readme), "--only", "00"]) == 0
+    entry = json.loads(out.read_text())["notebooks"]["00_demo"]["cpu"]
+    assert entry["status"] == "ok" and entry["headline"] == {"preset_is_cpu": 1.0, "val_loss": 1.5}
+    assert 0 < entry["seconds"] < 120
+    text = readme.read_text()
+    row = next(line for line in text.splitlines() if "00_demo" in line)
+    assert f"| {budgets.cell_text(entry)} | not yet measured | badge |" in row and "a \\| b" in row
+    assert "| [01](notebooks/01_other.ipynb) | **Other.** | not yet measured | not yet measured |" in text
+    assert "| 02 | **Later** (coming). | | | |" in text and text.endswith("after\n")
