@@ -137,24 +137,33 @@ def make_exercises(
     return stale
 
 
-def find_solutions_dir(explicit: str | Path | None = None) -> Path:
-    """`explicit`, else ./solutions, else the solutions/ folder next to an editable minilm checkout."""
+def find_solutions_dir(explicit: str | Path | None = None, set_name: str | None = None) -> Path:
+    """`explicit`, else ./solutions, else the solutions/ folder next to an editable minilm checkout;
+    a clear error (where reference solutions come from, how to pass them) when there is none."""
     candidates = (
         [Path(explicit)]
         if explicit
         else [Path.cwd() / "solutions", Path(__file__).resolve().parents[2] / "solutions"]
     )
     for c in candidates:
-        if c.is_dir():
+        if c.is_dir() and (set_name is None or (c / f"{set_name}.ipynb").is_file()):
             return c.resolve()
+    from ..notebook_setup import INSTALL_SOURCE
+
+    repo = INSTALL_SOURCE.removeprefix("git+").removesuffix(".git")
+    wanted = f"{set_name}.ipynb" if set_name else "the solutions notebooks"
     raise FileNotFoundError(
-        f"no solutions folder found (tried {', '.join(map(str, candidates))}); pass --solutions DIR"
+        f"no reference solutions found: {wanted} is not in {' nor in '.join(map(str, candidates))}. "
+        "The reference solutions are not part of the minilm package (pip install minilm has none): they "
+        f"are the notebooks solutions/NN_topic.ipynb of the course repository ({repo}, or your "
+        "course's private copy of it). Pass their folder with --solutions DIR, e.g. "
+        "`minilm grade 01 submissions/ --out grades/01 --solutions ~/minilm/solutions`."
     )
 
 
 def load_reference(set_name: str, solutions_dir: str | Path | None = None) -> dict[str, Any]:
     """{id: object} from the answer cells of solutions/<set_name>.ipynb, run in order in one namespace."""
-    path = find_solutions_dir(solutions_dir) / f"{set_name}.ipynb"
+    path = find_solutions_dir(solutions_dir, set_name) / f"{set_name}.ipynb"
     namespace: dict[str, Any] = {"__name__": f"minilm_reference_{set_name}"}
     objects = {}
     for ex_id, source in exercise_cells(read_notebook(path), str(path)):
