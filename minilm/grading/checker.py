@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,9 @@ from .forbid import NotAllowed, Watcher, call_watched, resolve
 from .pasteable import call_text
 
 GRADING_CHILD = False  # set by the grader's child process: check() then does nothing
-_LIBRARY = str(Path(__file__).resolve().parents[1])
+_LIBRARY = tuple(
+    {str(Path(__file__).resolve().parents[1]), sys.prefix, sys.base_prefix, sys.exec_prefix, "<frozen"}
+)
 
 
 def _short(x: Any, limit: int = 70) -> str:
@@ -31,7 +34,8 @@ def _short(x: Any, limit: int = 70) -> str:
 
 
 def _where(exc: BaseException) -> str:
-    """'line 3 in char_encode' for the innermost frame outside the minilm library."""
+    """'line 3 in char_encode' for the innermost frame of the student's code (outside minilm,
+    PyTorch and the Python installation)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_LIBRARY)]
     if not frames:
         return ""

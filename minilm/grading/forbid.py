@@ -56,7 +56,9 @@ class Banned:
 
     def add_code(self, code: Any, name: str) -> None:
         self.codes[code] = name
-        self.by_place.setdefault(code.co_name, {})[(code.co_firstlineno, os.path.basename(code.co_filename))] = name
+        if not code.co_filename.startswith("<"):  # generated code (a dataclass's __init__): by identity only
+            place = (code.co_firstlineno, os.path.basename(code.co_filename))
+            self.by_place.setdefault(code.co_name, {})[place] = name
         for const in code.co_consts:  # nested functions and lambdas defined inside
             if isinstance(const, types.CodeType):
                 self.add_code(const, name)
@@ -64,24 +66,6 @@ class Banned:
     def add_cfunc(self, obj: Any, name: str) -> None:
         self.keep.append(obj)
         self.cfuncs[id(obj)] = name
-
-    def match(self, frame: Any, event: str, arg: Any) -> str | None:
-        """The dotted name of the forbidden callable this profile event enters, or None."""
-        if event == "call":
-            code = frame.f_code
-            name = self.codes.get(code)
-            if name is None and code.co_name in self.by_place:
-                place = (code.co_firstlineno, os.path.basename(code.co_filename))
-                name = self.by_place[code.co_name].get(place)  # a re-imported copy of the module
-            return name
-        if event == "c_call":
-            name = self.cfuncs.get(id(arg))
-            if name is None and self.methods and type(arg) is types.BuiltinMethodType:
-                for cls, dotted in self.methods.get(arg.__name__, ()):
-                    if isinstance(getattr(arg, "__self__", None), cls):
-                        return dotted
-            return name
-        return None
 
 
 def _import(dotted: str) -> Any:
@@ -115,7 +99,8 @@ def _add(banned: Banned, obj: Any, name: str, seen: set[int]) -> None:
             for member in list(vars(mod).values()):
                 kinds = (types.FunctionType, type, types.BuiltinFunctionType)
                 if isinstance(member, kinds) and getattr(member, "__module__", None) == mod.__name__:
-                    _add(banned, member, f"{getattr(member, '__qualname__', '?')} (part of {name})", seen)
+                    qualname = getattr(member, "__qualname__", "?")
+                    _add(banned, member, f"{mod.__name__}.{qualname} (part of {name})", seen)
     elif isinstance(obj, type):
         for attr, member in vars(obj).items():
             if callable(member) or isinstance(member, (staticmethod, classmethod, property)):
@@ -186,6 +171,34 @@ def explain(name: str) -> str:
     return f"not allowed in this exercise: {name}, {WHY}"
 
 
+def _hook(banned: Banned, state: list, raises: bool) -> Callable[..., None]:
+    """A profile function for `banned` (kept lean: it runs for every call while an answer runs)."""
+    codes_get, by_place, cfuncs_get, methods = banned.codes.get, banned.by_place, banned.cfuncs.get, banned.methods
+    method_type, basename = types.BuiltinMethodType, os.path.basename
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        if state[0] is None:  # watching has ended (our own clean-up calls come here)
+            return
+        if event == "c_call":
+            name = cfuncs_get(id(arg))
+            if name is None and methods and type(arg) is method_type and arg.__name__ in methods:
+                owner = getattr(arg, "__self__", None)
+                name = next((n for cls, n in methods[arg.__name__] if isinstance(owner, cls)), None)
+        elif event == "call":
+            code = frame.f_code
+            name = codes_get(code)
+            if name is None and code.co_name in by_place:  # a re-imported copy of the module
+                name = by_place[code.co_name].get((code.co_firstlineno, basename(code.co_filename)))
+        else:
+            return
+        if name is not None:
+            state[1] = state[1] or name
+            if raises:
+                raise NotAllowed(explain(name))
+
+    return hook
+
+
 class Watcher:
     """Watches calls for the banned callables of the exercise that runs (see the module docstring).
 
@@ -193,21 +206,15 @@ class Watcher:
     friends, so patching those later changes nothing here."""
 
     def __init__(self) -> None:
-        state: dict[str, Any] = {"match": None, "hit": None}
+        state: list[Any] = [None, None]  # the hook for other threads (None: idle), the first hit
         self._state = state
 
-        def caller_hook(frame: Any, event: str, arg: Any) -> None:
-            match = state["match"]
-            if match is not None and event in ("call", "c_call") and (name := match(frame, event, arg)):
-                state["hit"] = state["hit"] or name
-                raise NotAllowed(explain(name))
-
         def thread_hook(frame: Any, event: str, arg: Any) -> None:
-            match = state["match"]
-            if match is not None and event in ("call", "c_call") and (name := match(frame, event, arg)):
-                state["hit"] = state["hit"] or name
+            hook = state[0]
+            if hook is not None:
+                hook(frame, event, arg)
 
-        self._caller_hook, self._thread_hook = caller_hook, thread_hook
+        self._thread_hook = thread_hook
         self._sys_setprofile, self._sys_getprofile = sys.setprofile, sys.getprofile
         self._thr_setprofile = threading.setprofile
         self._thr_getprofile = getattr(threading, "getprofile", lambda: None)
@@ -220,29 +227,30 @@ class Watcher:
     @property
     def hit(self) -> str | None:
         """The first forbidden name used in the current or last watched call, or None."""
-        return self._state["hit"]
+        return self._state[1]
 
     @contextlib.contextmanager
     def watching(self, banned: Banned) -> Iterator[Watcher]:
         """Watch calls while the block runs (does nothing for an exercise that forbids nothing)."""
         state = self._state
-        state["hit"] = None
+        state[1] = None
         if not banned.names:
             yield self
             return
         previous, previous_threads = self._sys_getprofile(), self._thr_getprofile()
+        state[0] = _hook(banned, state, raises=False)
         if self._all_threads is not None:
             self._all_threads(self._thread_hook)  # threads started earlier (a pool in a global)
         self._thr_setprofile(self._thread_hook)
-        state["match"] = banned.match
-        self._sys_setprofile(self._caller_hook)
+        self._sys_setprofile(_hook(banned, state, raises=True))
         try:
             yield self
         finally:
-            state["match"] = None
+            state[0] = None
+            self._sys_setprofile(previous)
             if self._all_threads is not None:
                 self._all_threads(None)
-            self._sys_setprofile(previous)
+                self._sys_setprofile(previous)
             self._thr_setprofile(previous_threads)
 
 
