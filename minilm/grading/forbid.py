@@ -82,17 +82,19 @@ def _import(dotted: str) -> Any:
     raise ImportError(f"no module in {dotted!r}")
 
 
-def _add(banned: Banned, obj: Any, name: str, seen: set[int]) -> None:
+def _add(banned: Banned, obj: Any, name: str, seen: set[int], part_of: str = "") -> None:
+    """Add everything `obj` (named `name`, inside the module `part_of` a spec named) stands for."""
     if id(obj) in seen:
         return
     seen.add(id(obj))
+    label = f"{name} (part of {part_of})" if part_of else name
     obj = inspect.unwrap(obj) if callable(obj) else obj
     if isinstance(obj, (staticmethod, classmethod)):
         obj = obj.__func__
     if isinstance(obj, property):
         for f in (obj.fget, obj.fset, obj.fdel):
             if f is not None:
-                _add(banned, f, name, seen)
+                _add(banned, f, name, seen, part_of)
     elif isinstance(obj, types.ModuleType):
         prefix = obj.__name__ + "."
         for mod in [m for k, m in list(sys.modules.items()) if k == obj.__name__ or k.startswith(prefix)]:
@@ -100,27 +102,27 @@ def _add(banned: Banned, obj: Any, name: str, seen: set[int]) -> None:
                 kinds = (types.FunctionType, type, types.BuiltinFunctionType)
                 if isinstance(member, kinds) and getattr(member, "__module__", None) == mod.__name__:
                     qualname = getattr(member, "__qualname__", "?")
-                    _add(banned, member, f"{mod.__name__}.{qualname} (part of {name})", seen)
+                    _add(banned, member, f"{mod.__name__}.{qualname}", seen, part_of or name)
     elif isinstance(obj, type):
         for attr, member in vars(obj).items():
             if callable(member) or isinstance(member, (staticmethod, classmethod, property)):
-                _add(banned, member, name if attr.startswith("__") else f"{name}.{attr}", seen)
+                _add(banned, member, name if attr.startswith("__") else f"{name}.{attr}", seen, part_of)
     elif isinstance(obj, types.FunctionType):
-        banned.add_code(obj.__code__, name)
+        banned.add_code(obj.__code__, label)
     elif isinstance(obj, types.MethodType):
-        _add(banned, obj.__func__, name, seen)
+        _add(banned, obj.__func__, name, seen, part_of)
     elif isinstance(obj, types.BuiltinFunctionType):
-        banned.add_cfunc(obj, name)
-        _add_aten(banned, obj.__name__, name, seen)
+        banned.add_cfunc(obj, label)
+        _add_aten(banned, obj.__name__, label, seen)
     elif isinstance(obj, (types.MethodDescriptorType, types.WrapperDescriptorType, types.ClassMethodDescriptorType)):
-        banned.methods.setdefault(obj.__name__, []).append((obj.__objclass__, name))
-        _add_aten(banned, obj.__name__, name, seen)
+        banned.methods.setdefault(obj.__name__, []).append((obj.__objclass__, label))
+        _add_aten(banned, obj.__name__, label, seen)
     elif hasattr(obj, "overloads") and hasattr(obj, "_op"):  # torch.ops.aten.<op>
-        banned.add_cfunc(obj._op, name)
+        banned.add_cfunc(obj._op, label)
         for ov in obj.overloads():
-            banned.add_cfunc(getattr(obj, ov)._op, name)
+            banned.add_cfunc(getattr(obj, ov)._op, label)
     elif isinstance(vars(type(obj)).get("__call__"), types.FunctionType):  # an instance with __call__
-        _add(banned, vars(type(obj))["__call__"], name, seen)
+        _add(banned, vars(type(obj))["__call__"], name, seen, part_of)
     else:
         raise TypeError(f"{name} is a {type(obj).__name__}: not something a call can be matched to")
 

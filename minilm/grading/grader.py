@@ -34,8 +34,9 @@ from .submission import Submission, find_submissions, read_submission
 from .verdict import GradeOptions, Row, fmt_points, safe_text, verdict, write_outputs
 
 UID_BASE = 1_900_000_000  # child uids (as root): UID_BASE + 64 * (pid % 1000) + job slot
-PROBE_MODULES = ("json", "email.parser", "decimal", "sqlite3", "xml.etree.ElementTree", "numpy",
-                 "torch", "torch.nn.functional", "matplotlib.pyplot", "minilm.models", "minilm.training")
+# imported by the sandbox's test notebook; the first three are pure Python and not loaded in advance
+PROBE_MODULES = ("statistics", "ftplib", "xml.etree.ElementTree", "numpy", "torch.nn.functional",
+                 "matplotlib.pyplot", "minilm.models", "minilm.training")
 CONTAINER_HELP = (
     "In a container, give it what namespaces need: docker run --cap-add SYS_ADMIN --security-opt "
     "seccomp=unconfined --security-opt apparmor=unconfined ... (docs/instructors.md, section 5)"
@@ -68,6 +69,19 @@ def remove_tree(path: Path) -> None:
             os.rmdir(top)
         except OSError:
             pass
+
+
+def _readable_by_others(path: str) -> bool:
+    """Whether a user other than the owner may reach `path` (o+x on every folder, o+r at the end)."""
+    parts = Path(path).resolve().parts
+    for i in range(1, len(parts) + 1):
+        try:
+            mode = os.stat(Path(*parts[:i])).st_mode
+        except OSError:
+            return False
+        if not mode & (0o004 if i == len(parts) else 0o001):
+            return False
+    return True
 
 
 def parse_results(data: bytes) -> dict | None:
@@ -107,7 +121,8 @@ class Grader:
     # ------------------------------------------------------------------ one student
     def _inputs(self, student: str) -> dict[str, list[tuple]]:
         return {
-            ex.id: ex.grading(random.Random(f"{self.seed}:{student}:{ex.id}"))
+            # as bytes: a file name that is not UTF-8 seeds too (same seeds as the text for the others)
+            ex.id: ex.grading(random.Random(f"{self.seed}:{student}:{ex.id}".encode("utf-8", "surrogateescape")))
             for ex in self.set.exercises
         }
 
@@ -138,7 +153,10 @@ class Grader:
             reply, data = zygote.run(request, timeout=wall + 60)
         finally:
             remove_tree(work)
-        return reply, parse_results(data) if data else None
+        results = parse_results(data) if data else None
+        if data and results is None:
+            reply["results_problem"] = "its results could not be read (not UTF-8, not JSON, or nested too deeply)"
+        return reply, results
 
     def grade_one(self, sub: Submission, zygote: Zygote, slot: int) -> Row:
         """Grade one parsed submission in a sandboxed child."""
@@ -258,6 +276,10 @@ class Grader:
             if any(c.get("index") == 1 for c in errors):
                 what = (f"the sandbox shows the solutions folder {self.solutions} to submissions: keep it "
                         "outside the Python installation, the virtual environment and the minilm package")
+            closed = [p for p in needed_paths() if not _readable_by_others(p)]
+            if level.startswith("uid") and closed:
+                what += (f"; at the 'uid' level the child runs under a uid of its own, and other users cannot "
+                         f"read {', '.join(closed)}: install Python and the venv where everyone may read them")
             raise RuntimeError(
                 f"the grading sandbox cannot run notebooks here: {what}. The sandbox shows submissions only "
                 f"the system folders and these: {', '.join(needed_paths())}. Nothing was graded."

@@ -243,14 +243,16 @@ def _outer(req: dict, report_fd: int) -> None:
         with open(os.path.join(req["workdir"], "job.json"), encoding="utf-8") as f:
             job = json.load(f)
         req = {**req, "loaded": vm_bytes(), "outer_uid": os.getuid(), "outer_gid": os.getgid()}
-        as_root = os.geteuid() == 0
+        refused = None
         try:
-            enter_namespaces(load_libc(), as_root)
+            enter_namespaces(load_libc(), os.geteuid() == 0)
             sources = open_sources(EXPOSE)
         except OSError as e:
             if req["require_namespaces"]:
                 raise
-            _supervise(req, job, report_fd, False, {}, f"process ({e})")
+            refused = f"process ({e})"
+        if refused:
+            _supervise(req, job, report_fd, False, {}, refused)
         pid = os.fork()
         if pid == 0:
             _supervise(req, job, report_fd, True, sources, "namespaces")
@@ -344,6 +346,7 @@ def serve() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot
 
+    import numpy.random  # noqa: F401 - numpy imports it lazily: the child may not read it later
     import minilm  # noqa: F401
 
     from . import authoring, child, forbid  # noqa: F401 - authoring pulls nbformat in once

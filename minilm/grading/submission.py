@@ -24,9 +24,10 @@ def plain_python(source: str) -> str:
     if "%" not in source and "!" not in source and "?" not in source:
         return source
     try:
-        return TransformerManager().transform_cell(source)
+        out = TransformerManager().transform_cell(source)
     except Exception:  # noqa: BLE001 - whatever IPython cannot read, Python will report
         return source
+    return source if out.rstrip("\n") == source.rstrip("\n") else out
 
 
 @dataclass

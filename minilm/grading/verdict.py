@@ -19,6 +19,7 @@ from typing import Any
 
 from .compare import NotData, decode, same
 from .pasteable import call_text
+from .sandbox import wall_limits
 from .spec import ExerciseSet
 from .submission import Submission
 
@@ -198,20 +199,22 @@ def verdict(
         )
     exit_code = reply.get("exit")
     timed_out = bool(reply.get("timed_out")) or exit_code in (-signal.SIGXCPU,)
-    done = results.get("done") is True and exit_code == 0 and not reply.get("results_problem")
+    complete = all(isinstance(exercises.get(ex.id), dict) for ex in ex_set.exercises)
+    done = results.get("done") is True and complete and exit_code == 0 and not reply.get("results_problem")
     if timed_out or "timeout" in kinds:
         status = "timeout"
         fb.insert(0, "Time limit reached: " + (
-            f"the whole run was stopped (limit: {fmt_points(opts.timeout)} s of CPU time, or twice that of waiting); "
+            f"the whole run was stopped (limits: {fmt_points(opts.timeout)} s of CPU time, or "
+            f"{fmt_points(wall_limits(opts.cell_timeout, opts.timeout)[1])} s in all); "
             "exercises not reached got 0." if timed_out else
-            f"a cell or an exercise was stopped (limit: {fmt_points(opts.cell_timeout)} s of CPU time each); "
-            "the rest was graded."))
+            f"a cell or an exercise was stopped (limits: {fmt_points(opts.cell_timeout)} s of CPU time, or "
+            f"{fmt_points(wall_limits(opts.cell_timeout, opts.timeout)[0])} s of waiting, each); the rest was graded."))
     elif "memory" in kinds:
         status = "memory"
         fb.insert(0, f"Memory limit reached ({opts.memory_mb} MB on top of Python and PyTorch); the rest was graded.")
     elif not done:
         status = "crashed"
-        why = safe_text(reply.get("results_problem") or "", 200)
+        why = safe_text(reply.get("results_problem") or ("" if complete else "its results were incomplete"), 200)
         fb.insert(0, "Your notebook stopped the grading process before it finished (" + _exit_text(exit_code)
                   + (f"; {why}" if why else "") + "): exercises after that point got 0. Look for os._exit, "
                   "sys.exit, os.kill or code that crashes Python in a cell.")
