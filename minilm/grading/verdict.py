@@ -80,11 +80,14 @@ def feedback_names(students: list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     taken: set[str] = set()
     for s in students:
-        base = "".join(c if c.isalnum() or c in "._-@+" else "_" for c in s).lstrip(".")[:100] or "student"
+        base = "".join(c if c.isalnum() or c in "._-@+" else "_" for c in s).lstrip(".")
+        base = ("_" + base if base[:1] in ("-", "+", "@") else base) or "student"
+        while len(base.encode("utf-8")) > 150:  # room for "-<hash>.txt" within 255 bytes
+            base = base[:-1]
         name = base
         if name != s or name.lower() in taken:
             digest = hashlib.sha1(s.encode("utf-8", "surrogateescape")).hexdigest()[:10]
-            name = f"{base[:80]}-{digest}"
+            name = f"{base}-{digest}"
         taken.add(name.lower())
         out[s] = name + ".txt"
     return out
