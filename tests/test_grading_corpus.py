@@ -153,7 +153,7 @@ def test_feedback_and_gradebook_are_clean_text_whatever_a_submission_printed_or_
 
 def test_grading_twice_gives_identical_gradebooks(two_runs):
     out1, out2 = two_runs
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert strip(_rows(out1)) == strip(_rows(out2))
     for f in (out1 / "feedback").iterdir():
         assert f.read_text() == (out2 / "feedback" / f.name).read_text(), f.name
@@ -318,7 +318,7 @@ LEVEL_CORPUS = {"correct", "kill_everyone", "late_forger", "forge_results", "wor
 
 def _docker_like(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "tests" / "docker_like.py"), "--", sys.executable, "-m", "minilm.cli", *args]
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def test_without_namespaces_the_teacher_is_told_what_to_do_and_the_weaker_level_holds(tmp_path):

@@ -4,6 +4,7 @@ forbidden calls, changed inputs and strict dict keys, as check() reports them (e
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 from pathlib import Path
 
@@ -59,15 +60,19 @@ def test_a_failing_call_pasted_into_a_cell_rebuilds_the_grading_input_exactly(ex
     params = params_of(reference[ex.id])
     for args in ex.grading(random.Random(f"9:zoe:{ex.id}")) + [c.args for c in ex.public]:
         text = call_text(ex.id, params, args, ex.show_call)
-        seen = []
-        namespace = {"torch": torch, "np": np, ex.id: lambda *a: seen.append(a)}
+        seen: list = []
+
+        def record(*given, _seen=seen):
+            _seen.append(given)
+
+        namespace = {"torch": torch, "np": np, ex.id: record}
         exec(compile(text, "<pasted>", "exec"), namespace)  # noqa: S102 - our own text
         assert len(seen) == 1, text
         assert encode(seen[0]) == encode(tuple(args)), f"{ex.id}: pasting\n{text}\ngives other inputs"
 
 
 def test_big_tensors_are_shown_as_their_seeded_constructor():
-    ex = dict(((e.id, e) for _, e in EXERCISES))["layer_norm"]
+    ex = {e.id: e for _, e in EXERCISES}["layer_norm"]
     args = ex.grading(random.Random("1:a:layer_norm"))[2]  # a (2, 3, 8) input
     text = call_text("layer_norm", ["x", "weight", "bias", "eps"], args)
     first = text.splitlines()[0]
@@ -138,14 +143,14 @@ def test_check_compares_dict_keys_by_type_and_order(capsys):
     def as_floats(chunks):
         out = {}
         for c in chunks:
-            for p in zip(c, c[1:]):
+            for p in itertools.pairwise(c):
                 out[(float(p[0]), float(p[1]))] = out.get((float(p[0]), float(p[1])), 0) + 1
         return out
 
     def sorted_keys(chunks):
         out = {}
         for c in chunks:
-            for p in zip(c, c[1:]):
+            for p in itertools.pairwise(c):
                 out[p] = out.get(p, 0) + 1
         return dict(sorted(out.items(), reverse=True))
 

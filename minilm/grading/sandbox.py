@@ -125,6 +125,16 @@ def _watch(pid: int, snapshots: Snapshots) -> int:
                     return found[1]
 
 
+def _per_namespace_nproc() -> bool:
+    """Whether RLIMIT_NPROC counts only this user namespace's processes (Linux 5.14+, "ucounts"):
+    then it limits a child that shares your uid without counting your other processes."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
 def _work_path() -> str:
     """The child's work folder inside its /tmp, clear of anything exposed there."""
     n, path = 0, "/tmp/work"
@@ -151,7 +161,8 @@ def _child(req: dict, job: dict, report_fd: int, res_w: int, workdir: str, level
         own_uid = os.geteuid() != 0 and uid is not None
         if not in_ns and not own_uid and seccomp.available():  # nothing else keeps it from signalling
             seccomp.install_signal_guard(os.getpid())
-        set_limits(req["memory_mb"], req["timeout"], NPROC if own_uid else None, req["loaded"])
+        counted_here = own_uid or (in_ns and _per_namespace_nproc())
+        set_limits(req["memory_mb"], req["timeout"], NPROC if counted_here else None, req["loaded"])
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file over the limit fails, not the child
         for p in EXPOSE if in_ns else ():
             if not os.path.isdir(p):
@@ -340,13 +351,13 @@ def run_one(req: dict) -> tuple[dict, bytes]:
 def serve() -> None:
     """The zygote's loop: one JSON request per line on stdin; a JSON reply line and the results."""
     import matplotlib
-    import numpy  # noqa: F401 - loaded once here, shared by every child
+    import numpy
     import torch  # noqa: F401
 
     matplotlib.use("Agg")
     import matplotlib.pyplot
-
     import numpy.random  # noqa: F401 - numpy imports it lazily: the child may not read it later
+
     import minilm  # noqa: F401
 
     from . import authoring, child, forbid  # noqa: F401 - authoring pulls nbformat in once
