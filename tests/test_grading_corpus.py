@@ -92,6 +92,9 @@ def _submissions(folder: Path, names: dict | None = None) -> Path:
     return folder
 
 
+SLOW = {"infinite_loop", "stubborn_loop", "sleeper", "output_flood"}  # graded once: they only cost time
+
+
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     out1, out2 = tmp_path_factory.mktemp("run1"), tmp_path_factory.mktemp("run2")
@@ -101,10 +104,14 @@ def two_runs(tmp_path_factory):
     if not namespaces_available():  # pragma: no cover - see test_without_namespaces_*
         pytest.skip("this kernel/container refuses namespaces: the sandboxed grader would refuse to run")
     assert main(["grade", "01", str(submissions), "--out", str(out1), *FLAGS]) == 0
+    again = tmp_path_factory.mktemp("again")
+    for f in submissions.iterdir():
+        if f.name.removesuffix(".ipynb") not in SLOW:
+            shutil.copy(f, again / f.name)
     manifest = json.loads((out1 / "grading.json").read_text())
     opts = GradeOptions(jobs=2, cell_timeout=2, timeout=5, memory_mb=1024, seed=manifest["seed"])
     with open(os.devnull, "w") as devnull:
-        grade("01_text_tokens", submissions, out2, opts, log=devnull)
+        grade("01_text_tokens", again, out2, opts, log=devnull)
     return out1, out2
 
 
@@ -154,9 +161,9 @@ def test_feedback_and_gradebook_are_clean_text_whatever_a_submission_printed_or_
 def test_grading_twice_gives_identical_gradebooks(two_runs):
     out1, out2 = two_runs
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
-    assert strip(_rows(out1)) == strip(_rows(out2))
-    for f in (out1 / "feedback").iterdir():
-        assert f.read_text() == (out2 / "feedback" / f.name).read_text(), f.name
+    assert strip(r for r in _rows(out1) if r["student"] not in SLOW) == strip(_rows(out2))
+    for f in (out2 / "feedback").iterdir():
+        assert f.read_text() == (out1 / "feedback" / f.name).read_text(), f.name
 
 
 def test_manifest_records_seed_isolation_limits_and_counts(two_runs):
