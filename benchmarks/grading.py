@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from minilm.grading.grader import GradeOptions, Grader
-from minilm.grading.sandbox import Zygote
+from minilm.grading.zygote import Zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -22,8 +22,8 @@ from minilm.cli import main
 from minilm.grading.compare import decode, encode
 from minilm.grading.grader import GradeOptions, Grader, grade
 from minilm.grading.isolation import namespaces_available
-from minilm.grading.sandbox import Zygote
 from minilm.grading.verdict import STATUSES
+from minilm.grading.zygote import Zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "tests" / "grading_corpus"

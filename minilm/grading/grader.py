@@ -27,11 +27,12 @@ from .authoring import find_solutions_dir, load_reference
 from .checker import params_of
 from .compare import decode, encode
 from .isolation import PR_SET_DUMPABLE, needed_paths
-from .sandbox import LEVELS, Zygote, wall_limits
+from .sandbox import LEVELS, wall_limits
 from .sets import get_set
 from .spec import ExerciseSet
 from .submission import Submission, find_submissions, read_submission
 from .verdict import GradeOptions, Row, fmt_points, safe_text, verdict, write_outputs
+from .zygote import Zygote
 
 UID_BASE = 1_900_000_000  # child uids (as root): UID_BASE + 64 * (pid % 1000) + job slot
 # imported by the sandbox's test notebook; the first three are pure Python and not loaded in advance
