@@ -171,3 +171,30 @@ def test_layer_norm_over_the_wrong_dimension_fails_a_public_case(capsys):
     check("layer_norm", layer_norm)
     out = capsys.readouterr().out
     assert "[FAIL]" in out and "torch.manual_seed" not in out  # public cases are written out in full
+
+
+def test_a_thread_started_before_the_graded_call_is_watched_too():
+    """A worker kept in a global (started at cell time) cannot run the forbidden call unseen."""
+    import json
+    import queue
+    import threading
+
+    from minilm.grading.forbid import NotAllowed
+
+    watcher = Watcher()
+    watcher.watch_new_threads()  # what the grader's child does before any student code
+    try:
+        todo, done = queue.Queue(), queue.Queue()
+        worker = threading.Thread(target=lambda: [done.put(f()) for f in iter(todo.get, None)], daemon=True)
+        worker.start()
+
+        def answer():
+            todo.put(lambda: json.dumps([1]))
+            return done.get()
+
+        with pytest.raises(NotAllowed, match="json.dumps"):
+            call_watched(watcher, resolve(("json.dumps",)), answer)
+        assert call_watched(watcher, resolve(("json.dumps",)), lambda: 2) == 2  # and it is re-armed
+        todo.put(None)
+    finally:
+        threading.setprofile(None)

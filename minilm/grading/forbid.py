@@ -240,11 +240,11 @@ class Watcher:
             yield self
             return
         previous, previous_threads = self._sys_getprofile(), self._thr_getprofile()
-        state[0] = _hook(banned, state, raises=False)
         if self._all_threads is not None:
             self._all_threads(self._thread_hook)  # threads started earlier (a pool in a global)
         self._thr_setprofile(self._thread_hook)
         self._sys_setprofile(_hook(banned, state, raises=True))
+        state[0] = _hook(banned, state, raises=False)  # armed: from here on every call counts
         try:
             yield self
         finally:
