@@ -8,6 +8,7 @@ hands back data, which is decoded and compared here. See docs/instructors.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import datetime as dt
@@ -44,32 +45,53 @@ CONTAINER_HELP = (
 )
 
 
-def remove_tree(path: Path) -> None:
-    """Delete a work folder whatever the child left there (deep trees, mode-000 folders, FIFOs)."""
-    stack = [str(path)]
-    while stack:
-        top = stack[-1]
+def remove_tree(path: str | Path) -> None:
+    """Delete a work folder whatever the child left there: FIFOs, links, mode-000 folders, a tree
+    deeper than any path can name (walked with descriptors, one level at a time, never followed)."""
+    dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, dir_flags)
+    except OSError:
+        return
+    names: list[str] = []  # the folders we are inside, below `path`
+    failed: set[tuple[int, str]] = set()
+    for _ in range(1_000_000):  # a bound, whatever is there
+        sub = None
         try:
-            os.chmod(top, 0o700)
-            entries = list(os.scandir(top))
+            with os.scandir(fd) as it:
+                entries = list(it)
         except OSError:
-            stack.pop()
-            continue
-        subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+            entries = []
         for e in entries:
-            if not e.is_dir(follow_symlinks=False):
-                try:
-                    os.unlink(e.path)
-                except OSError:
-                    pass
-        if subdirs:
-            stack.extend(subdirs)
+            if e.is_dir(follow_symlinks=False):
+                sub = sub or (e.name if (len(names), e.name) not in failed else None)
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(e.name, dir_fd=fd)
+        if sub is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(sub, 0o700, dir_fd=fd, follow_symlinks=False)
+            try:
+                child = os.open(sub, dir_flags, dir_fd=fd)
+            except OSError:
+                failed.add((len(names), sub))
+                continue
+            os.close(fd)
+            fd, names = child, [*names, sub]
             continue
-        stack.pop()
+        if not names:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            return
+        parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd, name = parent, names.pop()
         try:
-            os.rmdir(top)
+            os.rmdir(name, dir_fd=fd)
         except OSError:
-            pass
+            failed.add((len(names), name))
+    os.close(fd)
 
 
 def _readable_by_others(path: str) -> bool:
