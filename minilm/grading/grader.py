@@ -224,6 +224,9 @@ class Grader:
             self.level = self._probe(zygotes)
             if self.level.startswith("process"):  # same uid as the child: no /proc/<pid>/mem for it
                 ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+            if self.level.startswith(("uid ", "process")) and _readable_by_others(str(self.solutions)):
+                print(f"warning: at the '{self.level.split()[0]}' level submissions can read {self.solutions} "
+                      "(chmod -R go-rwx it, and grade as root)", file=log)
             print(
                 f"grading {len(entries)} submissions of {self.set.name} with {jobs} job(s); seed {self.seed}; "
                 f"isolation: {self.level}",
@@ -288,7 +291,9 @@ class Grader:
         unsandboxed = not level.startswith(("uid+namespaces", "namespaces"))
         if reply.get("setup_error") or not level:
             cause = safe_text(reply.get("setup_error") or "the sandbox never reported back", 500)
-            raise RuntimeError(self._no_sandbox_message(cause))
+            if reply.get("no_namespaces"):
+                raise RuntimeError(self._no_sandbox_message(cause))
+            raise RuntimeError(f"the grading sandbox could not prepare a child here: {cause}. Nothing was graded.")
         errors = [c for c in (results or {}).get("cells", []) if isinstance(c, dict)]
         if unsandboxed and errors and errors[-1].get("index") == 1:
             errors = errors[:-1]  # no namespaces: the solutions are visible by design (--allow-unsandboxed)

@@ -162,6 +162,8 @@ def _child(req: dict, job: dict, report_fd: int, res_w: int, workdir: str, level
         for p in EXPOSE if in_ns else ():
             if not os.path.isdir(p):
                 raise OSError(f"the sandbox cannot see {p}, which submissions need")
+            if not os.access(p, os.R_OK | os.X_OK):
+                raise OSError(f"the child (uid {os.getuid()}) cannot read {p}: make it readable by other users")
         os.environ.update(HOME=workdir, MPLCONFIGDIR=workdir, TMPDIR="/tmp" if in_ns else workdir)
         _send_json(report_fd, {"level": level})
         os.close(report_fd)
@@ -255,7 +257,8 @@ def _outer(req: dict, report_fd: int) -> None:
             sources = open_sources(EXPOSE)
         except OSError as e:
             if req["require_namespaces"]:
-                raise
+                _send_json(report_fd, {"error": f"{type(e).__name__}: {e}", "no_namespaces": True})
+                os._exit(70)
             refused = f"process ({e})"
         if refused:
             _supervise(req, job, report_fd, False, {}, refused)
@@ -268,7 +271,7 @@ def _outer(req: dict, report_fd: int) -> None:
         os.waitpid(pid, 0)
     except BaseException as e:  # noqa: BLE001
         with contextlib.suppress(OSError):
-            _send_json(report_fd, {"error": f"{type(e).__name__}: {e}", "namespaces": True})
+            _send_json(report_fd, {"error": f"{type(e).__name__}: {e}"})
         code = 70
     os._exit(code)
 
@@ -337,6 +340,7 @@ def run_one(req: dict) -> tuple[dict, bytes]:
         "seconds": time.monotonic() - start,
         "level": info.get("level"),
         "setup_error": info.get("error"),
+        "no_namespaces": bool(info.get("no_namespaces")),
         "results_problem": info.get("problem", ""),
         "results_len": len(results),
     }

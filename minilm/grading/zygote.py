@@ -104,6 +104,9 @@ class Zygote:
             raise RuntimeError("the grading sandbox exited or stopped answering")
         reply = json.loads(line)
         results = self.proc.stdout.read(reply.get("results_len", 0))
+        if len(results) != reply.get("results_len", 0):
+            self.proc.kill()
+            raise RuntimeError("the grading sandbox exited while it sent the results")
         return reply, results
 
     def alive(self) -> bool:
