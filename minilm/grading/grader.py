@@ -224,9 +224,12 @@ class Grader:
             self.level = self._probe(zygotes)
             if self.level.startswith("process"):  # same uid as the child: no /proc/<pid>/mem for it
                 ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-            if self.level.startswith(("uid ", "process")) and _readable_by_others(str(self.solutions)):
-                print(f"warning: at the '{self.level.split()[0]}' level submissions can read {self.solutions} "
-                      "(chmod -R go-rwx it, and grade as root)", file=log)
+            if self.level.startswith("process"):
+                print(f"warning: at the 'process' level submissions can read every file you can, {self.solutions} "
+                      "included: grade only notebooks you trust", file=log)
+            elif self.level.startswith("uid ") and _readable_by_others(str(self.solutions)):
+                print(f"warning: at the 'uid' level submissions can read {self.solutions}: make it readable by "
+                      "root only (chmod -R go-rwx)", file=log)
             print(
                 f"grading {len(entries)} submissions of {self.set.name} with {jobs} job(s); seed {self.seed}; "
                 f"isolation: {self.level}",
