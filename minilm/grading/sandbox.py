@@ -211,6 +211,8 @@ def _supervise(req: dict, job: dict, report_fd: int, in_ns: bool, sources: dict,
             os.close(res_r)
             _child(req, job, report_fd, res_w, workdir, level, in_ns)
         os.close(res_w)
+        if not in_ns:  # no namespace to kill whole: the zygote needs the child's group at its deadline
+            _send_json(report_fd, {"child_pid": pid})
         snapshots = Snapshots(res_r)
         status = _watch(pid, snapshots)
         if in_ns:
@@ -288,8 +290,9 @@ def _collect(r: int, pid: int, deadline: float) -> tuple[dict, bytes, bool]:
             for target in (info.get("inner_pid"), pid):
                 with contextlib.suppress(OSError, TypeError):
                     os.kill(target, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
+            for group in (pid, info.get("child_pid")):
+                with contextlib.suppress(OSError, TypeError):
+                    os.killpg(group, signal.SIGKILL)
         if killed_at is not None and now - killed_at > 10:
             break  # nothing more will come
         wait = (deadline - now) if killed_at is None else 1.0
@@ -331,6 +334,8 @@ def run_one(req: dict) -> tuple[dict, bytes]:
     os.close(r)
     with contextlib.suppress(OSError):
         os.killpg(pid, signal.SIGKILL)
+    if timed_out and os.geteuid() == 0 and req.get("uid") is not None:
+        kill_uid(req["uid"])  # the "uid" level: whatever of the child's uid is left
     os.waitpid(pid, 0)
     status = info.get("status")
     exit_code = os.waitstatus_to_exitcode(status) if isinstance(status, int) else None
