@@ -5,7 +5,9 @@
 Target: median <= 3 s per submission per core (otter-grader's `otter run` took 4-5.5 s here).
 Prints the median and max time of one submission in its sandbox (notebook cells + every exercise on
 its grading inputs), the end-to-end time per submission including the grader's own work (parsing,
-reference outputs, comparison), the one-off sandbox start-up, and submissions/s per core.
+reference outputs, comparison), the one-off sandbox start-up, and submissions/s per core; then the
+cost of the forbidden-call watcher: CPU time of each exercise's reference on its grading inputs,
+watched (as check() and the grader run answers) and not.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from minilm.grading.authoring import load_reference
+from minilm.grading.forbid import Watcher, call_watched, resolve
 from minilm.grading.grader import GradeOptions, Grader
-from minilm.grading.sandbox import Zygote
+from minilm.grading.sets import get_set
+from minilm.grading.zygote import Zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +79,32 @@ def main() -> None:
         f"target: median <= 3 s per submission per core -> "
         f"{'met' if statistics.median(secs) <= 3 and per_sub_end_to_end <= 3 else 'NOT met'}"
     )
+    watcher_cost(args.set)
+
+
+def watcher_cost(set_name: str, repeats: int = 5) -> None:
+    """Print the CPU time of each reference on its grading inputs, watched and not."""
+    import copy
+    import random
+
+    exercise_set, reference = get_set(set_name), load_reference(set_name, ROOT / "solutions")
+    for ex in exercise_set.exercises:
+        cases = ex.grading(random.Random(f"bench:{ex.id}"))
+        banned, watcher, seconds = resolve(tuple(ex.forbidden)), Watcher(), []
+        for watched in (False, True):
+            t0 = time.process_time()
+            for _ in range(repeats):
+                for args in cases:
+                    a = copy.deepcopy(args)
+                    if watched:
+                        call_watched(watcher, banned, ex.call, reference[ex.id], *a)
+                    else:
+                        ex.call(reference[ex.id], *a)
+            seconds.append((time.process_time() - t0) / repeats)
+        print(
+            f"watcher, {ex.id}: {seconds[0] * 1e3:.1f} ms unwatched, {seconds[1] * 1e3:.1f} ms watched "
+            f"({seconds[1] / max(seconds[0], 1e-9):.1f}x) for its {len(cases)} grading cases"
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,11 @@ def _about(args: argparse.Namespace) -> int:
 def _make_exercises(args: argparse.Namespace) -> int:
     from .grading.authoring import AuthoringError, find_solutions_dir, make_exercises
 
-    solutions = find_solutions_dir(args.solutions)
+    try:
+        solutions = find_solutions_dir(args.solutions)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     exercises = Path(args.exercises) if args.exercises else solutions.parent / "exercises"
     try:
         stale = make_exercises(solutions, exercises, check_only=args.check)
@@ -47,13 +51,21 @@ def _grade(args: argparse.Namespace) -> int:
     )
     try:
         rows = grade(args.set, args.submissions, args.out, opts)
-    except (RuntimeError, KeyError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (RuntimeError, KeyError, FileNotFoundError, NotADirectoryError) as e:
+        print(f"error: {str(e).strip(chr(39))}", file=sys.stderr)
         return 2
     print(
         f"{len(rows)} submissions graded: {Path(args.out) / 'gradebook.csv'}, feedback in "
         f"{Path(args.out) / 'feedback'}"
     )
+    failed = [r.student for r in rows if r.status == "grader error"]
+    if failed:
+        print(
+            f"error: the grader itself failed on {len(failed)} submission(s) (status 'grader error', "
+            "see their feedback files and sandbox.log); re-run to grade them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -100,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default 1)")
     p.add_argument(
-        "--cell-timeout", type=float, default=30.0, help="seconds per cell / exercise (30)"
+        "--cell-timeout", type=float, default=30.0, help="CPU seconds per cell / exercise (30)"
     )
     p.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds per submission in total (300)"
+        "--timeout", type=float, default=300.0, help="CPU seconds per submission in total (300)"
     )
     p.add_argument(
         "--memory-mb", type=int, default=2048, help="memory a submission may allocate (2048)"
@@ -114,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seed of the grading inputs (default: the one in --out/grading.json, else fresh)",
     )
-    p.add_argument("--solutions", help="solutions folder (default: ./solutions)")
+    p.add_argument("--solutions", help="folder of the reference solutions notebooks (default: ./solutions)")
     p.add_argument(
         "--hide", action="append", help="another path the submissions must not see (repeatable)"
     )

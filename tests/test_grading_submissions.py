@@ -7,7 +7,7 @@ import os
 
 import nbformat
 
-from minilm.grading.submission import find_submissions, read_submission
+from minilm.grading.submission import find_submissions, plain_python, read_submission
 
 
 def test_every_entry_is_one_student_even_when_names_collide(tmp_path):
@@ -45,14 +45,35 @@ def test_bad_files_get_a_reason_and_no_cells(tmp_path):
     assert read_submission("real", target).cells == []
 
 
-def test_old_formats_are_upgraded_and_magics_commented(tmp_path):
-    nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell("%matplotlib inline\n!ls\nx = 1")]
-    )
+def test_old_formats_are_upgraded_and_magics_become_what_jupyter_runs(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%matplotlib inline\n!ls\nx = 1")])
     v3 = nbformat.convert(nb, 3)
     path = tmp_path / "old.ipynb"
     path.write_text(nbformat.writes(v3, version=3))
     assert json.loads(path.read_text())["nbformat"] == 3
     sub = read_submission("old", path)
-    assert sub.cells == ["# %matplotlib inline\n# !ls\nx = 1"]
+    assert sub.cells == ["get_ipython().run_line_magic('matplotlib', 'inline')\nget_ipython().system('ls')\nx = 1\n"]
     assert sub.notes == ["converted from nbformat 3 to 4"]
+
+
+def test_percent_and_bang_inside_expressions_and_strings_are_python():
+    for source in [
+        "x = (10\n% 3)",
+        's = """\n!not a shell\n%not a magic\n"""',
+        "def f(a, b):\n    return (a\n            % b)",
+        "x = 7 \\\n% 4",
+    ]:
+        assert plain_python(source) == source, source
+    assert plain_python("%%time\nx = 1") == "get_ipython().run_cell_magic('time', '', 'x = 1\\n')\n"
+    assert plain_python("files = !ls") == "files = get_ipython().getoutput('ls')\n"
+
+
+def test_special_files_and_links_in_the_submissions_folder_are_invalid_never_read(tmp_path):
+    os.mkfifo(tmp_path / "fifo.ipynb")  # reading it would block forever
+    os.symlink("/dev/zero", tmp_path / "zero.ipynb")
+    os.symlink(tmp_path / "missing", tmp_path / "dangling.ipynb")
+    found = dict(find_submissions(tmp_path))
+    assert sorted(found) == ["dangling", "fifo", "zero"]
+    for student, path in found.items():
+        sub = read_submission(student, path)
+        assert sub.cells is None and "not a regular file" in sub.problem

@@ -82,11 +82,29 @@ def test_anything_but_plain_data_is_refused(value):
         {"t": "tensor", "dtype": "object", "shape": [], "b64": ""},
         {"t": "dict", "v": [[{"t": "list", "v": []}, 1]]},
         {"t": "pickle", "v": "x"},
+        {"t": "dict", "v": [[1, "a"], [1.0, "b"]]},  # 1 == 1.0: Python would merge them silently
+        {"t": "dict", "v": [[True, "a"], [1, "b"]]},
+        {"t": "tensor", "dtype": "float32", "shape": [10**12], "b64": ""},
+        {"t": "tensor", "dtype": "float32", "shape": [-1], "b64": ""},
+        {"t": "tensor", "dtype": "float32", "shape": [1], "b64": "@@@@"},
+        {"t": "ndarray", "dtype": "V8", "shape": [1], "b64": "AAAAAAAAAAA="},
     ],
 )
 def test_malformed_data_is_refused(data):
-    with pytest.raises(NotData):
+    with pytest.raises((NotData, ValueError)):
         decode(data)
+
+
+def test_dict_keys_are_compared_by_type_and_order_where_asked():
+    ok, why = same({(1, 2): 3}, {(1.0, 2.0): 3})
+    assert not ok and "(1.0, 2.0)" in why and "by type" in why
+    assert not same({True: 1}, {1: 1})[0]
+    a, b = {(1, 2): 1, (2, 3): 1}, {(2, 3): 1, (1, 2): 1}
+    assert same(a, b)[0]
+    ok, why = same(a, b, ordered_keys=True)
+    assert not ok and "wrong order" in why
+    assert same({"k": [a]}, {"k": [dict(a)]}, ordered_keys=True)[0]
+    assert not same({"k": [a]}, {"k": [b]}, ordered_keys=True)[0]  # nested dicts too
 
 
 def test_same_is_strict_and_explains():
@@ -132,11 +150,12 @@ def test_check_reports_each_case_and_never_claims_more(capsys):
     out = capsys.readouterr().out
     assert "3 of 3 public cases passed" in out and out.count("[pass]") == 3
     assert "Only these 3 public cases were run here" in out and "8 further cases" in out
+    assert "Not allowed in this exercise (the grader checks): minilm.tokenizers" in out
 
     check("char_encode", wrong)
     out = capsys.readouterr().out
     assert "1 of 3 public cases passed" in out and out.count("[FAIL]") == 2
-    assert "expected 0, got 1" in out and "input: text='abcab'" in out
+    assert "expected 0, got 1" in out and "char_encode('abcab', {'a': 0, 'b': 1, 'c': 2})" in out
 
     check("char_encode", crash)
     out = capsys.readouterr().out

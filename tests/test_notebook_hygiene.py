@@ -99,6 +99,17 @@ def test_objectives_and_run_time_follow_the_setup_cell(nb):
         assert words in text, f"{path.name}: the cell after the setup cell must state {words!r}"
 
 
+def test_objectives_cell_has_the_colab_badge_of_this_notebook(nb):
+    """Lectures, solutions and exercises alike open in Colab from their own badge (minilm make-exercises
+    writes the exercises' badge; a solutions notebook points at itself)."""
+    from minilm.grading.authoring import colab_badge
+
+    path, nb = nb
+    first = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    badge = colab_badge(f"{path.parent.name}/{path.name}")
+    assert badge in nb.cells[first + 1].source, f"{path.name}: the cell after the setup cell needs {badge}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids(NOTEBOOKS))
 def test_file_name(path):
     assert NAME.match(path.name), (

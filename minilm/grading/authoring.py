@@ -16,6 +16,10 @@ import nbformat
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 STUB = "raise NotImplementedError  # your code here"
 _EXERCISE = re.compile(r"\A# EXERCISE: *([A-Za-z_][A-Za-z0-9_]*) *$", re.MULTILINE)
+_BADGE = re.compile(
+    r"\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]"
+    r"\(https://colab\.research\.google\.com/github/[^)\s]+\)"
+)
 
 
 class AuthoringError(ValueError):
@@ -93,16 +97,37 @@ def exercise_cells(nb: Any, where: str = "notebook") -> list[tuple[str, str]]:
     return found
 
 
-def make_exercise_notebook(solution: Any, where: str = "notebook") -> Any:
-    """The student's notebook: answers replaced by stubs, outputs and execution counts stripped."""
+def colab_badge(path: str) -> str:
+    """The "Open In Colab" badge of the notebook at `path` in the course repository (as the lectures have)."""
+    from ..notebook_setup import INSTALL_SOURCE
+
+    repo = INSTALL_SOURCE.removeprefix("git+https://github.com/").removesuffix(".git")
+    url = f"https://colab.research.google.com/github/{repo}/blob/main/{path}"
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def with_badge(markdown: str, path: str) -> str:
+    """`markdown` with its Colab badge pointing at `path` (added under the title if it has none)."""
+    if _BADGE.search(markdown):
+        return _BADGE.sub(lambda m: colab_badge(path), markdown, count=1)
+    title, _, rest = markdown.partition("\n")
+    return f"{title}\n\n{colab_badge(path)}\n" + (f"\n{rest.lstrip(chr(10))}" if rest.strip() else "")
+
+
+def make_exercise_notebook(solution: Any, where: str = "notebook", path: str | None = None) -> Any:
+    """The student's notebook: answers replaced by stubs, outputs and execution counts stripped; with
+    `path` (e.g. "exercises/01_text_tokens.ipynb"), the cell after the setup cell gets its Colab badge."""
     exercise_cells(solution, where)  # validate first
     nb = nbformat.v4.new_notebook(
         metadata={
             k: v for k, v in solution.metadata.items() if k in ("kernelspec", "language_info")
         }
     )
-    for cell in solution.cells:
+    first_code = next((i for i, c in enumerate(solution.cells) if c.cell_type == "code"), None)
+    for i, cell in enumerate(solution.cells):
         source = strip_solutions(cell.source, where) if cell.cell_type == "code" else cell.source
+        if path and first_code is not None and i == first_code + 1 and cell.cell_type == "markdown":
+            source = with_badge(source, path)
         if cell.cell_type == "code":
             new = nbformat.v4.new_code_cell(source)
         elif cell.cell_type == "markdown":
@@ -127,8 +152,8 @@ def make_exercises(
     solutions_dir, exercises_dir = Path(solutions_dir), Path(exercises_dir)
     stale = []
     for src in sorted(solutions_dir.glob("[0-9]*.ipynb")):
-        text = notebook_text(make_exercise_notebook(read_notebook(src), str(src)))
         dst = exercises_dir / src.name
+        text = notebook_text(make_exercise_notebook(read_notebook(src), str(src), f"exercises/{src.name}"))
         if not dst.exists() or dst.read_text(encoding="utf-8") != text:
             stale.append(dst)
             if not check_only:
@@ -137,24 +162,33 @@ def make_exercises(
     return stale
 
 
-def find_solutions_dir(explicit: str | Path | None = None) -> Path:
-    """`explicit`, else ./solutions, else the solutions/ folder next to an editable minilm checkout."""
+def find_solutions_dir(explicit: str | Path | None = None, set_name: str | None = None) -> Path:
+    """`explicit`, else ./solutions, else the solutions/ folder next to an editable minilm checkout;
+    a clear error (where reference solutions come from, how to pass them) when there is none."""
     candidates = (
         [Path(explicit)]
         if explicit
         else [Path.cwd() / "solutions", Path(__file__).resolve().parents[2] / "solutions"]
     )
     for c in candidates:
-        if c.is_dir():
+        if c.is_dir() and (set_name is None or (c / f"{set_name}.ipynb").is_file()):
             return c.resolve()
+    from ..notebook_setup import INSTALL_SOURCE
+
+    repo = INSTALL_SOURCE.removeprefix("git+").removesuffix(".git")
+    wanted = f"{set_name}.ipynb" if set_name else "the solutions notebooks"
     raise FileNotFoundError(
-        f"no solutions folder found (tried {', '.join(map(str, candidates))}); pass --solutions DIR"
+        f"no reference solutions found: {wanted} is not in {' nor in '.join(map(str, candidates))}. "
+        "The reference solutions are not part of the minilm package (pip install minilm has none): they "
+        f"are the notebooks solutions/NN_topic.ipynb of the course repository ({repo}, or your "
+        "course's private copy of it). Pass their folder with --solutions DIR, e.g. "
+        "`minilm grade 01 submissions/ --out grades/01 --solutions ~/minilm/solutions`."
     )
 
 
 def load_reference(set_name: str, solutions_dir: str | Path | None = None) -> dict[str, Any]:
     """{id: object} from the answer cells of solutions/<set_name>.ipynb, run in order in one namespace."""
-    path = find_solutions_dir(solutions_dir) / f"{set_name}.ipynb"
+    path = find_solutions_dir(solutions_dir, set_name) / f"{set_name}.ipynb"
     namespace: dict[str, Any] = {"__name__": f"minilm_reference_{set_name}"}
     objects = {}
     for ex_id, source in exercise_cells(read_notebook(path), str(path)):

@@ -1,24 +1,31 @@
 """`check("<id>", fn)` (exported as minilm.grading.check): instant feedback in the student's notebook on the public cases (every set).
 
 It prints one line per public case (pass, or why not: expected against actual type, shape, dtype,
-first differing value, or the exception and the line that raised it) and says how many further
-cases the grader runs later. It never claims more than it ran. Nothing here decides a grade: the
-batch grader (minilm.grading.grader) recomputes everything outside the student's process.
+first differing value, the exception and the line that raised it, a call the exercise forbids, an
+input the answer changed) with the failing call written so that it can be pasted into a cell, and
+says how many further cases the grader runs later. It never claims more than it ran. Nothing here
+decides a grade: the batch grader (minilm.grading.grader) recomputes everything outside the
+student's process.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .compare import NotData, decode, encode, same
+from .forbid import NotAllowed, Watcher, call_watched, resolve
+from .pasteable import call_text
 
 GRADING_CHILD = False  # set by the grader's child process: check() then does nothing
-_LIBRARY = str(Path(__file__).resolve().parents[1])
+_LIBRARY = tuple(
+    {str(Path(__file__).resolve().parents[1]), sys.prefix, sys.base_prefix, sys.exec_prefix, "<frozen"}
+)
 
 
 def _short(x: Any, limit: int = 70) -> str:
@@ -27,10 +34,9 @@ def _short(x: Any, limit: int = 70) -> str:
 
 
 def _where(exc: BaseException) -> str:
-    """'line 3 in char_encode' for the innermost frame outside the minilm library."""
-    frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_LIBRARY)
-    ]
+    """'line 3 in char_encode' for the innermost frame of the student's code (outside minilm,
+    PyTorch and the Python installation)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(_LIBRARY)]
     if not frames:
         return ""
     f = frames[-1]
@@ -38,28 +44,50 @@ def _where(exc: BaseException) -> str:
     return f" (line {f.lineno} in {f.name}:{code})"
 
 
-def _inputs(fn: Callable[..., Any], args: tuple) -> str:
+def params_of(fn: Any) -> list[str]:
+    """The parameter names of `fn` (a class: of its constructor), or [] when it has none to show."""
     try:
-        names = list(inspect.signature(fn).parameters)
+        return [p for p in inspect.signature(fn).parameters if p not in ("self", "cls")]
     except (TypeError, ValueError):
-        names = []
-    names = names + [f"arg{i}" for i in range(len(names), len(args))]
-    return ", ".join(f"{n}={_short(a, 50)}" for n, a in zip(names, args))
+        return []
+
+
+def changed_argument(before: Any, args: tuple, may_modify: tuple[int, ...]) -> str:
+    """"" when every argument outside `may_modify` still equals its copy `before`, else why not."""
+    for i, (old, new) in enumerate(zip(before, args)):
+        if i in may_modify:
+            continue
+        try:
+            unchanged = encode(old) == encode(new)
+        except NotData:
+            unchanged = False
+        if not unchanged:
+            return (
+                f"your function modified its input (argument {i + 1}); the exercise asks you to "
+                "leave it as it is: work on a copy or build a new value"
+            )
+    return ""
 
 
 def run_case(exercise: Any, fn: Callable[..., Any], args: tuple, expected: Any) -> tuple[str, str]:
     """Run one public case: ("pass" | "fail" | "error" | "todo", message)."""
+    given = copy.deepcopy(args)
     try:
-        got = exercise.call(fn, *copy.deepcopy(args))
+        got = call_watched(Watcher(), resolve(tuple(exercise.forbidden)), exercise.call, fn, *given)
     except NotImplementedError:
         return "todo", "not attempted yet (it still raises NotImplementedError)"
+    except NotAllowed as e:
+        return "error", f"{e.args[0]}{_where(e)}"
     except Exception as e:  # noqa: BLE001 - any error in student code is reported, not raised
         return "error", f"raised {type(e).__name__}: {_short(str(e), 120)}{_where(e)}"
+    changed = changed_argument(args, given, exercise.may_modify)
+    if changed:
+        return "fail", changed
     try:
         got = decode(encode(got))
     except NotData as e:
         return "fail", str(e)
-    ok, why = same(expected, got, exercise.rtol, exercise.atol)
+    ok, why = same(expected, got, exercise.rtol, exercise.atol, ordered_keys=exercise.ordered_keys)
     return ("pass", "") if ok else ("fail", why)
 
 
@@ -86,18 +114,17 @@ def check(exercise_id: str, fn: Callable[..., Any]) -> None:
         label = f"case {i}" + (f" ({case.note})" if case.note else "")
         if status == "pass":
             print(f"  [pass] {label}")
-        else:
-            print(f"  [FAIL] {label}: {msg}")
-            print(f"         input: {_inputs(fn, case.args)}")
-            if status == "fail":
-                print(f"         expected: {_short(case.expected, 100)}")
-    later = (
-        f"{ex.n_grading()} further cases ({ex.describe_grading})"
-        if ex.describe_grading
-        else f"{ex.n_grading()} further cases"
-    )
+            continue
+        print(f"  [FAIL] {label}: {msg}")
+        call = call_text(exercise_id, params_of(fn), case.args, ex.show_call)
+        print("         to run it yourself, paste into a cell:")
+        print("\n".join("             " + line for line in call.splitlines()))
+        if status == "fail":
+            print(f"         expected: {_short(case.expected, 100)}")
+    later = f"{ex.n_grading()} further cases" + (f" ({ex.describe_grading})" if ex.describe_grading else "")
     print(
         f"  Only these {len(results)} public cases were run here. The grader runs {later}, "
         f"worth {ex.points:g} point(s) if all pass."
     )
-    return
+    if ex.forbidden:
+        print(f"  Not allowed in this exercise (the grader checks): {', '.join(ex.forbidden)}.")

@@ -1,10 +1,14 @@
 """Inside the sandboxed child: run the submission's code cells, call its exercises, write values as data.
 
-Reads `job.json` from its work folder ({"set", "cells", "exercises": [{"id", "args"}]}), runs every
-code cell in order in one namespace (a cell that fails is recorded and the next one runs; `check()`
-does nothing here), then calls each exercise on the grading inputs and writes `results.json`
-({"cells": [...], "exercises": {id: ...}, "done": bool}) after each exercise. Nothing here judges
-anything: the grader decodes and compares the values in its own process.
+`run_job(job, ...)` gets {"set", "cells", "exercises": [{"id", "args"}]}, runs every code cell in
+order in one namespace (a cell that fails is recorded and the next one runs; `check()` does
+nothing here; IPython magics arrive as `get_ipython()` calls, answered by a stand-in), then calls
+each exercise on the grading inputs, watched for the calls the exercise forbids and for changes
+to its inputs, and sends a snapshot of its results ({"cells": [...], "exercises": {id: ...},
+"done": bool}) down the results pipe after each exercise (no file: a full disk or a link in the
+work folder cannot lose or fake them). Nothing here judges anything: the grader decodes and compares the values in
+its own process. Limits are CPU time (a busy loop is stopped however loaded the machine is) plus a
+wall-clock backstop for code that waits.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
+import struct
 import traceback
 import types
 from typing import Any
@@ -26,7 +30,7 @@ MAX_OUTPUT = 64 * 1024  # characters of the submission's printed output kept (th
 
 
 class CellTimeout(BaseException):
-    """Raised by the per-cell (or per-exercise) timer."""
+    """Raised by the per-cell (or per-exercise) timers: args[0] is "cpu" or "wall"."""
 
 
 class BoundedOutput(io.TextIOBase):
@@ -49,54 +53,92 @@ class BoundedOutput(io.TextIOBase):
         return True
 
 
+class Shell:
+    """What `get_ipython()` returns in the child: magics and shell escapes do nothing, except that
+    `%time stmt` and the bodies of `%%time` / `%%capture` run (their code is the student's)."""
+
+    def __init__(self, namespace: dict) -> None:
+        self._ns = namespace
+
+    def run_line_magic(self, name: str, line: str, *args: Any, **kwargs: Any) -> None:
+        if name == "time" and line.strip():
+            exec(compile(line, "<magic>", "exec"), self._ns)  # noqa: S102 - student code
+
+    def run_cell_magic(self, name: str, line: str, cell: str) -> None:
+        if name in ("time", "capture"):
+            exec(compile(cell, "<cell magic>", "exec"), self._ns)  # noqa: S102 - student code
+
+    def system(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def getoutput(self, *args: Any, **kwargs: Any) -> list:
+        return []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
 def _kind(exc: BaseException) -> str:
     if isinstance(exc, CellTimeout):
         return "timeout"
     if isinstance(exc, MemoryError) or (
         isinstance(exc, RuntimeError)
-        and re.search(
-            r"can't allocate memory|not enough memory|out of memory", str(exc), re.IGNORECASE
-        )
+        and re.search(r"can't allocate memory|not enough memory|out of memory", str(exc), re.IGNORECASE)
     ):
         return "memory"
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return "threads"
     if isinstance(exc, NotImplementedError):
         return "todo"
     return "error"
 
 
 def _describe(exc: BaseException, filename_prefix: str) -> str:
-    msg = str(exc) or "(no message)"
+    try:
+        msg = str(exc) or "(no message)"
+    except Exception:  # noqa: BLE001 - a hostile __str__
+        msg = "(its message could not be read)"
     msg = msg if len(msg) <= 300 else msg[:297] + "..."
-    frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(filename_prefix)
-    ]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(filename_prefix)]
     where = f" (line {frames[-1].lineno} in {frames[-1].name})" if frames else ""
     return f"{type(exc).__name__}: {msg}{where}"
 
 
-def _alarm(seconds: float) -> None:
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001) if seconds > 0 else 0)
+def _timers(cpu: float, wall: float) -> None:
+    """Arm (or with 0, disarm) the CPU-time and wall-clock timers of a cell or an exercise."""
+    signal.setitimer(signal.ITIMER_PROF, max(cpu, 0.001) if cpu > 0 else 0)
+    signal.setitimer(signal.ITIMER_REAL, max(wall, 0.001) if wall > 0 else 0)
+
+
+def _on_prof(signum: int, frame: Any) -> None:
+    raise CellTimeout("cpu")
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
-    raise CellTimeout("time limit reached")
+    raise CellTimeout("wall")
 
 
-def run_job(workdir: str, cell_timeout: float, own_uid: bool = False) -> None:
-    """Run one submission (called in the sandboxed child; results go to workdir/results.json)."""
+def run_job(job: dict, results_fd: int, cell_cpu: float, cell_wall: float, kill_others: bool = False) -> None:
+    """Run one submission (in the sandboxed child): snapshots of its results go to `results_fd`;
+    with `kill_others`, every other process it may signal is killed before the last snapshot."""
+    import sys
+
     import numpy as np
     import torch
 
     from . import checker as check_module
+    from .checker import changed_argument
     from .compare import NotData, decode, encode
+    from .forbid import NotAllowed, Watcher, call_watched, resolve
     from .sets import get_set
 
     # kept before student code runs (patching them later changes nothing here)
-    _open, _dumps, _replace, _unlink = builtins.open, json.dumps, os.replace, os.unlink
-    _os_open, _fdopen, _kill = os.open, os.fdopen, os.kill
-    with _open(os.path.join(workdir, "job.json"), encoding="utf-8") as f:
-        job = json.load(f)
+    _dumps, _write, _kill, _getitimer, _pack = json.dumps, os.write, os.kill, signal.getitimer, struct.pack
     exercise_set = get_set(job["set"])
+    exercises = [(item, exercise_set.get(item["id"])) for item in job["exercises"]]
+    banned = {ex.id: resolve(tuple(ex.forbidden)) for _, ex in exercises}
+    watcher = Watcher()
+    watcher.watch_new_threads()
     check_module.GRADING_CHILD = True
     random.seed(0)
     np.random.seed(0)
@@ -106,67 +148,69 @@ def run_job(workdir: str, cell_timeout: float, own_uid: bool = False) -> None:
 
     def save() -> None:
         results["output_chars"] = out.total
-        tmp = os.path.join(workdir, "results.json.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            _unlink(tmp)  # whatever student code left there (a symlink, say) is not followed
-        fd = _os_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with _fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(_dumps(results))
-        final = os.path.join(workdir, "results.json")
-        if os.path.isdir(final) and not os.path.islink(final):
-            shutil.rmtree(final, ignore_errors=True)
-        _replace(tmp, final)
-
-    import sys
+        payload = _dumps(results).encode("utf-8", "surrogatepass")
+        data = memoryview(_pack(">I", len(payload)) + payload)
+        while data:
+            data = data[_write(results_fd, data) :]
 
     sys.stdout = sys.stderr = out
+    signal.signal(signal.SIGPROF, _on_prof)
     signal.signal(signal.SIGALRM, _on_alarm)
     main = types.ModuleType("__main__")  # a real module, as in Jupyter (dataclasses look it up)
     sys.modules["__main__"] = main
     namespace: dict[str, Any] = main.__dict__
-    namespace.update(__builtins__=builtins, display=lambda *a, **k: None)
+    shell = Shell(namespace)
+    namespace.update(__builtins__=builtins, display=lambda *a, **k: None, get_ipython=lambda: shell)
     for i, source in enumerate(job["cells"]):
         try:
             code = compile(source, f"<cell {i}>", "exec")
-            _alarm(cell_timeout)
+            _timers(cell_cpu, cell_wall)
             try:
                 exec(code, namespace)  # noqa: S102 - student code, inside the sandbox
             finally:
-                _alarm(0)
+                _timers(0, 0)
         except BaseException as e:  # noqa: BLE001 - every failure of student code is recorded
-            results["cells"].append({"index": i, "kind": _kind(e), "error": _describe(e, "<cell")})
+            entry = {"index": i, "kind": _kind(e), "error": _describe(e, "<cell")}
+            if isinstance(e, CellTimeout):
+                entry["limit"] = e.args[0] if e.args else "cpu"
+            results["cells"].append(entry)
     save()
-    for item in job["exercises"]:
-        ex_id = item["id"]
-        exercise = exercise_set.get(ex_id)
-        obj = namespace.get(ex_id)
+    for item, exercise in exercises:
+        obj = namespace.get(exercise.id)
         if obj is None:
-            results["exercises"][ex_id] = {"missing": True}
+            results["exercises"][exercise.id] = {"missing": True}
             save()
             continue
         cases: list[dict] = []
-        results["exercises"][ex_id] = {"missing": False, "cases": cases}
-        deadline_left = cell_timeout
+        results["exercises"][exercise.id] = {"missing": False, "cases": cases}
+        cpu_left, wall_left = cell_cpu, cell_wall
         for enc_args in item["args"]:
             try:
-                args = decode(enc_args)
-                _alarm(deadline_left)
+                args, pristine = decode(enc_args), decode(enc_args)
+                _timers(cpu_left, wall_left)
                 try:
-                    value = exercise.call(obj, *args)
+                    value = call_watched(watcher, banned[exercise.id], exercise.call, obj, *args)
                 finally:
-                    left = signal.getitimer(signal.ITIMER_REAL)[0]
-                    _alarm(0)
-                    deadline_left = left if left > 0 else 0.001
-                cases.append({"value": encode(value)})
+                    cpu_left = _getitimer(signal.ITIMER_PROF)[0] or 0.001
+                    wall_left = _getitimer(signal.ITIMER_REAL)[0] or 0.001
+                    _timers(0, 0)
+                case = {"value": encode(value)}
+                changed = changed_argument(pristine, args, exercise.may_modify)
+                if changed:
+                    case = {"kind": "modified", "error": changed}
+                cases.append(case)
             except NotData as e:
                 cases.append({"kind": "error", "error": f"{e}"})
+            except NotAllowed as e:
+                cases.append({"kind": "forbidden", "error": str(e.args[0] if e.args else e)})
             except BaseException as e:  # noqa: BLE001
                 cases.append({"kind": _kind(e), "error": _describe(e, "<cell")})
                 if isinstance(e, CellTimeout):
+                    cases[-1]["limit"] = e.args[0] if e.args else "cpu"
                     break  # the time for this exercise is spent
         save()
-    if own_uid:  # stop every other process of this uid (a detached forger, say), then write
+    if kill_others:  # a detached process of the submission must not send a later snapshot
         with contextlib.suppress(OSError):
-            _kill(-1, signal.SIGKILL)  # the uid is ours alone; kill(-1) spares the caller
+            _kill(-1, signal.SIGKILL)  # its own uid or PID namespace: kill(-1) spares the caller
     results["done"] = True
     save()

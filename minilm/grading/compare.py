@@ -10,6 +10,7 @@ and explains the first difference. The grader runs `decode` and `same` in its ow
 from __future__ import annotations
 
 import base64
+import json
 import math
 from typing import Any
 
@@ -123,9 +124,12 @@ def decode(data: Any, _depth: int = 0, _budget: list[int] | None = None) -> Any:
                 raise NotData("malformed dict entry")
             key = decode(pair[0], _depth + 1, budget)
             try:
-                out[key] = decode(pair[1], _depth + 1, budget)
+                seen = key in out
             except TypeError as e:  # unhashable key such as a list
-                raise NotData(f"dict key {key!r} is not hashable") from e
+                raise NotData(f"dict key {_short(key)} is not hashable") from e
+            if seen:  # Python would merge them (1 == 1.0 == True): refuse, never merge
+                raise NotData(f"two dict keys that Python treats as equal: {_short(key)}")
+            out[key] = decode(pair[1], _depth + 1, budget)
         return out
     if tag in ("tensor", "ndarray"):
         shape, b64, dtype = data.get("shape"), data.get("b64"), data.get("dtype")
@@ -195,11 +199,23 @@ def _arrays_same(e: Any, g: Any, where: str, rtol: float, atol: float) -> tuple[
     )
 
 
+def strict_key(key: Any) -> str:
+    """A dict key as text that tells types apart ((1, 2), (1.0, 2.0) and (True, 2) all differ)."""
+    return json.dumps(encode(key), sort_keys=True)
+
+
 def same(
-    expected: Any, got: Any, rtol: float = 1e-5, atol: float = 1e-6, where: str = ""
+    expected: Any,
+    got: Any,
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    where: str = "",
+    ordered_keys: bool = False,
 ) -> tuple[bool, str]:
-    """(True, "") when `got` equals `expected` (same types; floats within rtol/atol), else (False, why)."""
+    """(True, "") when `got` equals `expected` (same types, dict keys by type and value, in the same
+    order with `ordered_keys`; floats within rtol/atol), else (False, why)."""
     at = f"at {where}: " if where else ""
+    more = {"ordered_keys": ordered_keys}
     if type(expected) is not type(got):
         return False, f"{at}expected {_describe(expected)}, got {_describe(got)}"
     if isinstance(expected, (torch.Tensor, np.ndarray)):
@@ -217,21 +233,30 @@ def same(
                 f"got length {len(got)}: {_short(got)}"
             )
         for i, (e, g) in enumerate(zip(expected, got)):
-            ok, why = same(e, g, rtol, atol, f"{where}[{i}]")
+            ok, why = same(e, g, rtol, atol, f"{where}[{i}]", **more)
             if not ok:
                 return ok, why
         return True, ""
     if type(expected) is dict:
-        missing = [k for k in expected if k not in got]
-        extra = [k for k in got if k not in expected]
+        want = {strict_key(k): k for k in expected}
+        have = {strict_key(k): k for k in got}
+        missing = [want[s] for s in want if s not in have]
+        extra = [have[s] for s in have if s not in want]
         if missing or extra:
             parts = [
                 f"{len(missing)} missing key(s), e.g. {_short(missing[0])}" if missing else "",
                 f"{len(extra)} unexpected key(s), e.g. {_short(extra[0])}" if extra else "",
             ]
-            return False, f"{at}dict keys differ: " + "; ".join(p for p in parts if p)
-        for k in expected:
-            ok, why = same(expected[k], got[k], rtol, atol, f"{where}[{k!r}]")
+            hint = " (keys are compared by type too: 1, 1.0 and True differ)" if len(missing) == len(extra) else ""
+            return False, f"{at}dict keys differ: " + "; ".join(p for p in parts if p) + hint
+        if ordered_keys and list(want) != list(have):
+            i = next(i for i, (a, b) in enumerate(zip(want, have)) if a != b)
+            return False, (
+                f"{at}dict keys in the wrong order: key {i} should be {_short(want[list(want)[i]])}, "
+                f"got {_short(have[list(have)[i]])} (the order of first appearance is asked for)"
+            )
+        for s, k in want.items():
+            ok, why = same(expected[k], got[have[s]], rtol, atol, f"{where}[{k!r}]", **more)
             if not ok:
                 return ok, why
         return True, ""

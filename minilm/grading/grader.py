@@ -8,14 +8,15 @@ hands back data, which is decoded and compared here. See docs/instructors.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import datetime as dt
 import json
 import os
 import queue
 import random
 import secrets
-import shutil
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -24,17 +25,95 @@ from pathlib import Path
 from typing import Any
 
 from .authoring import find_solutions_dir, load_reference
+from .checker import params_of
 from .compare import decode, encode
-from .isolation import mount_scratch, unmount
-from .sandbox import LEVELS, Zygote
+from .isolation import PR_SET_DUMPABLE, needed_paths
+from .sandbox import LEVELS, wall_limits
 from .sets import get_set
 from .spec import ExerciseSet
 from .submission import Submission, find_submissions, read_submission
-from .verdict import GradeOptions, Row, fmt_points, verdict, write_outputs
+from .verdict import GradeOptions, Row, fmt_points, safe_text, verdict, write_outputs
+from .zygote import Zygote
 
 UID_BASE = 1_900_000_000  # child uids (as root): UID_BASE + 64 * (pid % 1000) + job slot
-MAX_RESULTS_BYTES = 64 << 20
-SCRATCH_MB = 256  # (root) the work folder is a tmpfs of this size: a child cannot fill the disk
+# imported by the sandbox's test notebook; the first three are pure Python and not loaded in advance
+PROBE_MODULES = ("statistics", "ftplib", "xml.etree.ElementTree", "numpy", "torch.nn.functional",
+                 "matplotlib.pyplot", "minilm.models", "minilm.training")
+CONTAINER_HELP = (
+    "In a container, give it what namespaces need: docker run --cap-add SYS_ADMIN --security-opt "
+    "seccomp=unconfined --security-opt apparmor=unconfined ... (docs/instructors.md, section 5)"
+)
+
+
+def remove_tree(path: str | Path) -> None:
+    """Delete a work folder whatever the child left there: FIFOs, links, mode-000 folders, a tree
+    deeper than any path can name (walked with descriptors, one level at a time, never followed)."""
+    dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, dir_flags)
+    except OSError:
+        return
+    names: list[str] = []  # the folders we are inside, below `path`
+    failed: set[tuple[int, str]] = set()
+    for _ in range(1_000_000):  # a bound, whatever is there
+        sub = None
+        try:
+            with os.scandir(fd) as it:
+                entries = list(it)
+        except OSError:
+            entries = []
+        for e in entries:
+            if e.is_dir(follow_symlinks=False):
+                sub = sub or (e.name if (len(names), e.name) not in failed else None)
+                continue
+            with contextlib.suppress(OSError):
+                os.unlink(e.name, dir_fd=fd)
+        if sub is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(sub, 0o700, dir_fd=fd, follow_symlinks=False)
+            try:
+                child = os.open(sub, dir_flags, dir_fd=fd)
+            except OSError:
+                failed.add((len(names), sub))
+                continue
+            os.close(fd)
+            fd, names = child, [*names, sub]
+            continue
+        if not names:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            return
+        parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd, name = parent, names.pop()
+        try:
+            os.rmdir(name, dir_fd=fd)
+        except OSError:
+            failed.add((len(names), name))
+    os.close(fd)
+
+
+def _readable_by_others(path: str) -> bool:
+    """Whether a user other than the owner may reach `path` (o+x on every folder, o+r at the end)."""
+    parts = Path(path).resolve().parts
+    for i in range(1, len(parts) + 1):
+        try:
+            mode = os.stat(Path(*parts[:i])).st_mode
+        except OSError:
+            return False
+        if not mode & (0o004 if i == len(parts) else 0o001):
+            return False
+    return True
+
+
+def parse_results(data: bytes) -> dict | None:
+    """The child's results (untrusted bytes) as a dict, or None when they cannot be read."""
+    try:
+        results = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError, MemoryError):
+        return None
+    return results if isinstance(results, dict) else None
 
 
 class Grader:
@@ -44,10 +123,12 @@ class Grader:
         self.set: ExerciseSet = get_set(set_name)
         self.opts = options
         self.out = Path(out_dir).resolve()
-        self.solutions = find_solutions_dir(options.solutions)
+        self.solutions = find_solutions_dir(options.solutions, self.set.name)
         self.reference = load_reference(self.set.name, self.solutions)  # stays in this process
+        self.params = {ex.id: params_of(self.reference[ex.id]) for ex in self.set.exercises}
         self.seed = options.seed if options.seed is not None else self._previous_seed()
         self.level = "not started"
+        self.error = ""
 
     def _previous_seed(self) -> int:
         manifest = self.out / "grading.json"
@@ -63,7 +144,8 @@ class Grader:
     # ------------------------------------------------------------------ one student
     def _inputs(self, student: str) -> dict[str, list[tuple]]:
         return {
-            ex.id: ex.grading(random.Random(f"{self.seed}:{student}:{ex.id}"))
+            # as bytes: a file name that is not UTF-8 seeds too (same seeds as the text for the others)
+            ex.id: ex.grading(random.Random(f"{self.seed}:{student}:{ex.id}".encode("utf-8", "surrogateescape")))
             for ex in self.set.exercises
         }
 
@@ -71,60 +153,45 @@ class Grader:
         out = {}
         for ex in self.set.exercises:
             ref = self.reference[ex.id]
-            out[ex.id] = [
-                decode(encode(ex.call(ref, *copy.deepcopy(args)))) for args in inputs[ex.id]
-            ]
+            out[ex.id] = [decode(encode(ex.call(ref, *copy.deepcopy(args)))) for args in inputs[ex.id]]
         return out
 
-    def grade_one(self, sub: Submission, zygote: Zygote, slot: int, submissions_dir: Path) -> Row:
+    def run_sandboxed(self, cells: list[str], exercises: list[dict], zygote: Zygote, slot: int) -> tuple[dict, dict | None]:
+        """Run `cells` and the `exercises` calls in a sandboxed child: (reply, results or None)."""
+        work = Path(tempfile.mkdtemp(prefix="s-", dir=self.workroot))
+        uid = self.uid_base + slot if os.geteuid() == 0 else None
+        try:
+            job = {"set": self.set.name, "cells": cells, "exercises": exercises}
+            (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
+            request = {
+                "workdir": str(work),
+                "uid": uid,
+                "hide": [str(self.submissions_dir.resolve()), *self._private_paths()],
+                "memory_mb": self.opts.memory_mb,
+                "timeout": self.opts.timeout,
+                "cell_timeout": self.opts.cell_timeout,
+                "require_namespaces": not self.opts.allow_unsandboxed,
+            }
+            wall = wall_limits(self.opts.cell_timeout, self.opts.timeout)[1]
+            reply, data = zygote.run(request, timeout=wall + 60)
+        finally:
+            remove_tree(work)
+        results = parse_results(data) if data else None
+        if data and results is None:
+            reply["results_problem"] = "its results could not be read (not UTF-8, not JSON, or nested too deeply)"
+        return reply, results
+
+    def grade_one(self, sub: Submission, zygote: Zygote, slot: int) -> Row:
         """Grade one parsed submission in a sandboxed child."""
         zero = {ex.id: 0.0 for ex in self.set.exercises}
         if sub.cells is None:
-            return Row(
-                sub.student,
-                "invalid notebook",
-                zero,
-                0.0,
-                0.0,
-                [f"Your file is not a notebook we can read: {sub.problem}."],
-            )
+            why = f"Your file is not a notebook we can read: {safe_text(sub.problem, 300)}."
+            return Row(sub.student, "invalid notebook", zero, 0.0, 0.0, [why])
         inputs = self._inputs(sub.student)
         expected = self._expected(inputs)
-        work = Path(tempfile.mkdtemp(prefix="s-", dir=self.workroot))
-        uid = self.uid_base + slot if os.geteuid() == 0 else None
-        scratch = uid is not None and mount_scratch(work, SCRATCH_MB, uid)
-        try:
-            job = {
-                "set": self.set.name,
-                "cells": sub.cells,
-                "exercises": [
-                    {"id": ex.id, "args": [encode(a) for a in inputs[ex.id]]}
-                    for ex in self.set.exercises
-                ],
-            }
-            (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
-            if uid is not None:
-                os.chown(work, uid, uid)
-                os.chmod(work, 0o700)
-                os.chmod(work / "job.json", 0o644)
-            hide = [str(submissions_dir.resolve()), *self._private_paths()]
-            reply = zygote.run(
-                {
-                    "workdir": str(work),
-                    "uid": uid,
-                    "hide": hide,
-                    "memory_mb": self.opts.memory_mb,
-                    "timeout": self.opts.timeout,
-                    "cell_timeout": self.opts.cell_timeout,
-                    "require_namespaces": not self.opts.allow_unsandboxed,
-                }
-            )
-            results = self._read_results(work)
-        finally:
-            if scratch:
-                unmount(work)
-            shutil.rmtree(work, ignore_errors=True)
-        return verdict(self.set, self.opts, sub, reply, results, expected, inputs)
+        exercises = [{"id": ex.id, "args": [encode(a) for a in inputs[ex.id]]} for ex in self.set.exercises]
+        reply, results = self.run_sandboxed(sub.cells, exercises, zygote, slot)
+        return verdict(self.set, self.opts, sub, reply, results, expected, inputs, self.params)
 
     def _private_paths(self) -> list[str]:
         """What the child must not see: solutions, the repository's git data, output, --hide."""
@@ -133,30 +200,16 @@ class Grader:
         if git.is_file():  # a worktree or submodule: "gitdir: <path>" points at the real data
             target = git.read_text().partition("gitdir:")[2].strip()
             gitdir = (git.parent / target).resolve()
-            paths += (
-                [gitdir, gitdir.parent.parent] if gitdir.parent.name == "worktrees" else [gitdir]
-            )
+            paths += [gitdir, gitdir.parent.parent] if gitdir.parent.name == "worktrees" else [gitdir]
         paths.append(git)
         return [str(Path(p).resolve()) for p in paths if Path(p).exists()]
 
-    @staticmethod
-    def _read_results(work: Path) -> dict | None:
-        try:
-            fd = os.open(work / "results.json", os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as f:
-                data = f.read(MAX_RESULTS_BYTES + 1)
-            if len(data) > MAX_RESULTS_BYTES:
-                return None
-            results = json.loads(data.decode("utf-8"))
-            return results if isinstance(results, dict) else None
-        except (OSError, ValueError):
-            return None
-
     # ------------------------------------------------------------------ the batch
     def grade_folder(self, submissions_dir: str | Path, log: Any = sys.stderr) -> list[Row]:
-        """Grade every submission in `submissions_dir`; write the gradebook and feedback files."""
-        submissions_dir = Path(submissions_dir)
-        entries = find_submissions(submissions_dir)
+        """Grade every submission in `submissions_dir`; write the gradebook and feedback files
+        (always, even when the run stops: then the rest get "grader error" and the reason)."""
+        self.submissions_dir = Path(submissions_dir)
+        entries = find_submissions(self.submissions_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         os.chmod(self.out, 0o700)
         self.workroot = Path(tempfile.mkdtemp(prefix="minilm-grade-"))
@@ -164,82 +217,123 @@ class Grader:
         self.uid_base = UID_BASE + 64 * (os.getpid() % 1000)
         jobs = max(1, min(self.opts.jobs, len(entries) or 1))
         zygotes: queue.Queue = queue.Queue()
-        rows: list[Row] = []
+        rows: dict[int, Row] = {}
         try:
             for slot in range(jobs):
                 zygotes.put((slot, Zygote(self.out / "sandbox.log", self.workroot)))
-            self.level = self._probe(zygotes, submissions_dir)
+            self.level = self._probe(zygotes)
+            if self.level.startswith("process"):  # same uid as the child: no /proc/<pid>/mem for it
+                ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+            if self.level.startswith("process"):
+                print(f"warning: at the 'process' level submissions can read every file you can, {self.solutions} "
+                      "included: grade only notebooks you trust", file=log)
+            elif self.level.startswith("uid ") and _readable_by_others(str(self.solutions)):
+                print(f"warning: at the 'uid' level submissions can read {self.solutions}: make it readable by "
+                      "root only (chmod -R go-rwx)", file=log)
             print(
                 f"grading {len(entries)} submissions of {self.set.name} with {jobs} job(s); seed {self.seed}; "
                 f"isolation: {self.level}",
                 file=log,
             )
-
-            def work(entry: tuple[str, Path]) -> Row:
-                slot, zygote = zygotes.get()
-                try:
-                    sub = read_submission(*entry)
-                    for attempt in range(2):
-                        try:
-                            return self.grade_one(sub, zygote, slot, submissions_dir)
-                        except Exception as e:  # noqa: BLE001 - never lose a student
-                            error = e
-                            if zygote.alive() or attempt:
-                                break
-                            zygote.close()  # the sandbox itself died: start a new one, retry once
-                            zygote = Zygote(self.out / "sandbox.log", self.workroot)
-                    return Row(
-                        sub.student,
-                        "grader error",
-                        {ex.id: 0.0 for ex in self.set.exercises},
-                        0.0,
-                        0.0,
-                        [
-                            f"The grader failed on this submission ({type(error).__name__}: {error})."
-                        ],
-                    )
-                finally:
-                    zygotes.put((slot, zygote))
-
             with ThreadPoolExecutor(jobs) as pool:
-                for i, row in enumerate(pool.map(work, entries), 1):
-                    rows.append(row)
+                work = lambda entry: self._grade_entry(entry, zygotes)
+                for i, row in enumerate(pool.map(work, entries)):
+                    rows[i] = row
                     print(
-                        f"[{i}/{len(entries)}] {row.student}: {row.status}, {fmt_points(row.total)}/"
-                        f"{fmt_points(self.set.max_points)} ({row.seconds:.2f} s)",
+                        f"[{i + 1}/{len(entries)}] {safe_text(row.student, 100)}: {row.status}, "
+                        f"{fmt_points(row.total)}/{fmt_points(self.set.max_points)} ({row.seconds:.2f} s)",
                         file=log,
                     )
+        except Exception as e:
+            self.error = f"{type(e).__name__}: {e}"
+            raise
         finally:
             while not zygotes.empty():
                 zygotes.get()[1].close()
-            shutil.rmtree(self.workroot, ignore_errors=True)
-        self._write(rows)
-        return rows
+            remove_tree(self.workroot)
+            for i, (student, _) in enumerate(entries):
+                if i not in rows:
+                    why = f"Not graded: the grading run stopped ({self.error or 'interrupted'})."
+                    rows[i] = Row(student, "grader error", {ex.id: 0.0 for ex in self.set.exercises}, 0.0, 0.0, [why])
+            self._write([rows[i] for i in sorted(rows)])
+        return [rows[i] for i in sorted(rows)]
 
-    def _probe(self, zygotes: queue.Queue, submissions_dir: Path) -> str:
-        """Run an empty submission to learn (and enforce) the isolation level."""
+    def _grade_entry(self, entry: tuple[str, Path], zygotes: queue.Queue) -> Row:
         slot, zygote = zygotes.get()
         try:
-            probe = Submission("probe", Path("probe.ipynb"), cells=[])
-            self.workroot.mkdir(exist_ok=True)
-            row = self.grade_one(probe, zygote, slot, submissions_dir)
+            sub = read_submission(*entry)
+            error: Exception | None = None
+            for attempt in range(2):
+                try:
+                    return self.grade_one(sub, zygote, slot)
+                except Exception as e:  # noqa: BLE001 - never lose a student
+                    error = e
+                    if zygote.alive() or attempt:
+                        break
+                    zygote.close()  # the sandbox itself died: start a new one, retry once
+                    zygote = Zygote(self.out / "sandbox.log", self.workroot)
+            msg = f"The grader failed on this submission ({type(error).__name__}: {safe_text(error, 300)})."
+            return Row(entry[0], "grader error", {ex.id: 0.0 for ex in self.set.exercises}, 0.0, 0.0, [msg])
         finally:
             zygotes.put((slot, zygote))
-        level = row.level
-        if row.status == "grader error" or not level:
-            raise RuntimeError(
-                f"the grading sandbox does not work here: {' '.join(row.feedback)} "
-                "(--allow-unsandboxed grades without namespaces: only for submissions you trust)"
+
+    def _probe(self, zygotes: queue.Queue) -> str:
+        """Run a small notebook that imports what submissions use, to learn the isolation level and
+        to stop (with the cause) if the sandbox cannot run notebooks here: never zeros for all."""
+        slot, zygote = zygotes.get()
+        hidden = [str(self.solutions)]
+        cells = [
+            f"import importlib\nfor name in {PROBE_MODULES!r}:\n    importlib.import_module(name)",
+            f"import os\nfor p in {hidden!r}:\n    if os.path.exists(p):\n        raise RuntimeError(p)",
+        ]
+        try:
+            reply, results = self.run_sandboxed(cells, [], zygote, slot)
+        finally:
+            zygotes.put((slot, zygote))
+        level = str(reply.get("level") or "")
+        unsandboxed = not level.startswith(("uid+namespaces", "namespaces"))
+        if reply.get("setup_error") or not level:
+            cause = safe_text(reply.get("setup_error") or "the sandbox never reported back", 500)
+            if reply.get("no_namespaces"):
+                raise RuntimeError(self._no_sandbox_message(cause))
+            raise RuntimeError(f"the grading sandbox could not prepare a child here: {cause}. Nothing was graded.")
+        errors = [c for c in (results or {}).get("cells", []) if isinstance(c, dict)]
+        if unsandboxed and errors and errors[-1].get("index") == 1:
+            errors = errors[:-1]  # no namespaces: the solutions are visible by design (--allow-unsandboxed)
+        if errors or not (results or {}).get("done") or reply.get("exit") != 0:
+            what = "; ".join(safe_text(c.get("error"), 300) for c in errors) or (
+                f"the test notebook did not finish (exit {reply.get('exit')}, {reply.get('results_problem') or 'no problem reported'})"
             )
-        if (
-            not level.startswith(("uid+namespaces", "namespaces"))
-            and not self.opts.allow_unsandboxed
-        ):
+            if any(c.get("index") == 1 for c in errors):
+                what = (f"the sandbox shows the solutions folder {self.solutions} to submissions: keep it "
+                        "outside the Python installation, the virtual environment and the minilm package")
+            closed = [p for p in needed_paths() if not _readable_by_others(p)]
+            if level.startswith("uid") and closed:
+                what += (f"; at the 'uid' level the child runs under a uid of its own, and other users cannot "
+                         f"read {', '.join(closed)}: install Python and the venv where everyone may read them")
             raise RuntimeError(
-                f"no namespaces here ({level}): submissions could read your solutions. "
-                "Re-run with --allow-unsandboxed only if you trust every submission."
+                f"the grading sandbox cannot run notebooks here: {what}. The sandbox shows submissions only "
+                f"the system folders and these: {', '.join(needed_paths())}. Nothing was graded."
             )
+        if unsandboxed and not self.opts.allow_unsandboxed:  # pragma: no cover - refused earlier
+            raise RuntimeError(self._no_sandbox_message(level))
         return level
+
+    def _no_sandbox_message(self, cause: str) -> str:
+        """For the teacher: why there is no sandbox here and what to do about it."""
+        if os.geteuid() == 0:
+            how = (f"You run the grader as root, but namespaces are not allowed here ({cause}): in a "
+                   f"container this means it lacks CAP_SYS_ADMIN or a seccomp/AppArmor profile blocks "
+                   f"unshare/mount. {CONTAINER_HELP}. Or pass --allow-unsandboxed to grade at the weaker "
+                   "'uid' level (each submission under a uid of its own, but it can read every "
+                   "world-readable file, so make solutions/ readable by root only: chmod -R go-rwx solutions).")
+        else:
+            how = (f"You run the grader as a normal user, but this system refuses unprivileged user "
+                   f"namespaces ({cause}). Run it as root (a container or VM), or enable them "
+                   "(sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04+ "
+                   "kernel.apparmor_restrict_unprivileged_userns=0), or pass --allow-unsandboxed to grade at "
+                   "the weakest 'process' level: submissions can then read every file you can read.")
+        return f"the grading sandbox cannot isolate submissions here. {how}"
 
     def _write(self, rows: list[Row]) -> None:
         manifest = {
@@ -252,6 +346,8 @@ class Grader:
             "students": len(rows),
             "graded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if self.error:
+            manifest["error"] = self.error
         write_outputs(self.out, self.set, rows, manifest)
 
 
@@ -264,3 +360,4 @@ def grade(
 ) -> list[Row]:
     """Grade a folder of notebooks into out_dir/gradebook.csv, out_dir/feedback/, out_dir/grading.json."""
     return Grader(set_name, out_dir, options or GradeOptions()).grade_folder(submissions_dir, log)
+

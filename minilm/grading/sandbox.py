@@ -1,20 +1,23 @@
 """The sandbox: a fork server ("zygote") that runs each submission in an isolated child process.
 
 The grader starts one zygote per job slot: a fresh interpreter with a cleaned environment that has
-imported torch, numpy and minilm (not the reference solutions, which never leave the grader). For each
-submission it forks a child that, before any student code runs:
-  - starts a new session (so the whole process group can be killed);
-  - enters new mount, network and IPC namespaces and pivots into a fresh root that holds only the
-    system folders, the Python installation, the venv and the minilm package (all read-only), a few
-    devices, a fresh /tmp and /dev/shm, and its own work folder at /tmp/work: the repository, its
-    solutions, any other checkout and every home folder simply do not exist there (no /proc either);
-  - (grader run as root) drops to an unprivileged uid of its own, distinct per job slot;
-    (not root) the namespaces come from an unprivileged user namespace, nested once more so the
-    child cannot unmount what hides the solutions;
-  - sets no_new_privs and resource limits (address space, file size, open files, processes, CPU).
-The level reached is reported to the zygote over a pipe that is closed before student code runs.
-The zygote enforces the total time limit and kills the child's group (and, as root, every process
-of the child's uid). Run `python -m minilm.grading.sandbox --serve` only through `Zygote`.
+imported torch, numpy and minilm (never the reference solutions). For each submission it forks:
+
+  outer   enters new mount, network, IPC and PID namespaces (a normal user: inside a new user
+          namespace), then forks the supervisor, which is PID 1 there, and waits;
+  supervisor  (trusted: never runs student code) pivots into a fresh root file system that holds
+          only the system folders, the Python installation, the venv and minilm (read-only), a few
+          devices and a private /tmp (the work folder is /tmp/work); as a normal user it nests
+          one more user namespace so the mounts cannot be undone, and drops every capability.
+          It forks the child, waits for it, kills whatever is left in the namespace, reads the
+          child's results file itself (a regular file, bounded, never followed) and sends it up;
+  child   (root) switches to a uid of its own, sets no_new_privs and the limits, reports the level
+          reached, closes the report pipe, and only then runs the submission (minilm.grading.child).
+
+Where namespaces are refused (and --allow-unsandboxed allows it) the outer process supervises the
+child itself in a host work folder: the child gets a uid of its own as root ("uid"), else a
+seccomp filter that lets it signal only itself ("process"). See docs/instructors.md, "Isolation".
+The zygote itself (the fork server and its client) is minilm.grading.zygote.
 """
 
 from __future__ import annotations
@@ -24,239 +27,326 @@ import json
 import os
 import select
 import signal
-import subprocess
-import sys
+import struct
 import time
-import traceback
-from pathlib import Path
 
+from . import seccomp
 from .isolation import (
+    PR_SET_DUMPABLE,
     PR_SET_NO_NEW_PRIVS,
+    build_root,
     check_call,
     enter_namespaces,
     kill_uid,
     load_libc,
-    needed_paths,
+    lock_down,
+    open_sources,
+    pivot_into,
     set_limits,
     vm_bytes,
 )
 
-EXPOSE: list[str] = []  # set by serve(): what the child needs to read (see needed_paths)
+EXPOSE: list[str] = []  # set by the zygote: what the child needs to read (isolation.needed_paths)
+MAX_RESULTS = 64 << 20  # bytes of results a child may hand back
+MAX_STREAM = 1 << 30  # bytes of snapshots read from one child in all
+NPROC = 512  # processes + threads of a child's own uid (root levels only)
 LEVELS = {
-    "uid+namespaces": "separate unprivileged uid + mount/network namespaces (grader run as root)",
-    "namespaces": "unprivileged user + mount/network namespaces (grader run as a normal user)",
-    "process": "child process with limits only: it can read every file you can read",
+    "uid+namespaces": "own uid, PID/mount/network/IPC namespaces, minimal root file system (grader run as root)",
+    "namespaces": "user, PID, mount, network and IPC namespaces, minimal root file system (grader run as a normal user)",
+    "uid": "own uid and limits only, no namespaces: the child can read every world-readable file",
+    "process": "limits and a signal filter only, no namespaces: the child can read every file you can read",
 }
 
 
-def _child(req: dict, report_fd: int) -> None:
-    """In the forked child: isolate, then run the submission (never returns)."""
+def wall_limits(cell_timeout: float, timeout: float) -> tuple[float, float]:
+    """(per cell, whole run) wall-clock limits: the CPU-time limits stop busy code; these stop code
+    that waits (sleep, a lock) and do not depend on how loaded the machine is for busy code."""
+    return 2 * cell_timeout + 5, 2 * timeout + 10
+
+
+def _send(fd: int, kind: bytes, payload: bytes) -> None:
+    data = kind + struct.pack(">I", len(payload)) + payload
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _send_json(fd: int, obj: dict) -> None:
+    _send(fd, b"J", json.dumps(obj).encode())
+
+
+class Snapshots:
+    """The read end of a child's results pipe: length-prefixed snapshots, the last complete one kept
+    (what the child's code sent last; garbage written by student code only spoils its own run)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.buf, self.last, self.total, self.problem, self.eof = fd, b"", b"", 0, "", False
+        os.set_blocking(fd, False)
+
+    def read(self, timeout: float) -> None:
+        """Wait up to `timeout` s for data and take it."""
+        if self.eof:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if not ready:
+            return
+        try:
+            chunk = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return
+        self.eof = not chunk
+        self.total += len(chunk)
+        if self.problem:
+            return
+        self.buf += chunk
+        while len(self.buf) >= 4:
+            n = struct.unpack(">I", self.buf[:4])[0]
+            if n > MAX_RESULTS or self.total > MAX_STREAM:
+                self.problem, self.buf = f"its results were larger than {MAX_RESULTS >> 20} MB", b""
+                return
+            if len(self.buf) < 4 + n:
+                return
+            self.last, self.buf = self.buf[4 : 4 + n], self.buf[4 + n :]
+
+
+def _watch(pid: int, snapshots: Snapshots) -> int:
+    """Read the results pipe until the child `pid` exits, reaping every other process on the way
+    (as PID 1, orphans come to us): its wait status."""
+    while True:
+        snapshots.read(0.05)
+        with contextlib.suppress(ChildProcessError):
+            while (found := os.waitpid(-1, os.WNOHANG))[0]:
+                if found[0] == pid:
+                    return found[1]
+
+
+def _per_namespace_nproc() -> bool:
+    """Whether RLIMIT_NPROC counts only this user namespace's processes (Linux 5.14+, "ucounts"):
+    then it limits a child that shares your uid without counting your other processes."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
+def _work_path() -> str:
+    """The child's work folder inside its /tmp, clear of anything exposed there."""
+    n, path = 0, "/tmp/work"
+    while any(p == path or p.startswith(path + "/") for p in EXPOSE):
+        n += 1
+        path = f"/tmp/work-{n}"
+    return path
+
+
+def _child(req: dict, job: dict, report_fd: int, res_w: int, workdir: str, level: str, in_ns: bool) -> None:
+    """The child: drop privileges, set limits, report, then run the submission (never returns)."""
+    code = 70
+    try:
+        os.setsid()
+        os.chdir(workdir)
+        uid = req.get("uid")
+        if os.geteuid() == 0 and uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            level = "uid+namespaces" if in_ns else f"uid{level.removeprefix('process')}"
+        libc = load_libc()
+        check_call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
+        own_uid = os.geteuid() != 0 and uid is not None
+        if not in_ns and not own_uid and seccomp.available():  # nothing else keeps it from signalling
+            seccomp.install_signal_guard(os.getpid())
+        counted_here = own_uid or (in_ns and _per_namespace_nproc())
+        set_limits(req["memory_mb"], req["timeout"], NPROC if counted_here else None, req["loaded"])
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file over the limit fails, not the child
+        for p in EXPOSE if in_ns else ():
+            if not os.path.isdir(p):
+                raise OSError(f"the sandbox cannot see {p}, which submissions need")
+            if not os.access(p, os.R_OK | os.X_OK):
+                raise OSError(f"the child (uid {os.getuid()}) cannot read {p}: make it readable by other users")
+        os.environ.update(HOME=workdir, MPLCONFIGDIR=workdir, TMPDIR="/tmp" if in_ns else workdir)
+        _send_json(report_fd, {"level": level})
+        os.close(report_fd)
+        from .child import run_job  # imported in the zygote already; nothing new is read from disk
+
+        cell_wall = wall_limits(req["cell_timeout"], req["timeout"])[0]
+        run_job(job, res_w, req["cell_timeout"], cell_wall, kill_others=in_ns or own_uid)
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - a failed set-up is reported, then the child exits
+        with contextlib.suppress(OSError):
+            _send_json(report_fd, {"error": f"{type(e).__name__}: {e}"})
+    os._exit(code)
+
+
+def _supervise(req: dict, job: dict, report_fd: int, in_ns: bool, sources: dict, level: str) -> None:
+    """Build the child's world, run the child, clean up after it, send its results (never returns)."""
+    code = 0
+    try:
+        if in_ns:
+            libc = load_libc()
+            proc_fd = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY)  # the new root has no /proc
+            workdir = _work_path()
+            root = "/tmp"  # any folder: from here on it is our own tmpfs, the new root
+            from .isolation import MS_NODEV, MS_NOSUID, mount
+
+            mount(libc, "tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+            build_root(libc, root, sources, req["hide"], workdir)
+            for fd in sources.values():
+                os.close(fd)
+            pivot_into(libc, root)
+            if os.geteuid() == 0 and req.get("uid") is not None:
+                os.chown(workdir, req["uid"], req["uid"])
+            elif req["outer_uid"] != 0:
+                lock_down(libc, proc_fd, req["outer_uid"], req["outer_gid"])
+            os.close(proc_fd)
+        else:
+            workdir = req["workdir"]
+            if os.geteuid() == 0 and req.get("uid") is not None:
+                os.chown(workdir, req["uid"], req["uid"])
+                os.chmod(workdir, 0o700)
+        load_libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no ptrace or /proc/<pid>/mem by the child
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(res_r)
+            _child(req, job, report_fd, res_w, workdir, level, in_ns)
+        os.close(res_w)
+        if not in_ns:  # no namespace to kill whole: the zygote needs the child's group at its deadline
+            _send_json(report_fd, {"child_pid": pid})
+        snapshots = Snapshots(res_r)
+        status = _watch(pid, snapshots)
+        if in_ns:
+            with contextlib.suppress(OSError):
+                os.kill(-1, signal.SIGKILL)  # PID 1: everything else in the namespace
+        else:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+            if os.geteuid() == 0 and req.get("uid") is not None:
+                kill_uid(req["uid"])
+        deadline = time.monotonic() + 5
+        while not snapshots.eof and time.monotonic() < deadline:
+            snapshots.read(0.1)  # what the child sent before it ended
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        problem = snapshots.problem or ("" if snapshots.last else "no results came back from it")
+        _send_json(report_fd, {"final": {"status": status, "problem": problem}})
+        _send(report_fd, b"R", b"" if snapshots.problem else snapshots.last)
+    except BaseException as e:  # noqa: BLE001
+        with contextlib.suppress(OSError):
+            _send_json(report_fd, {"error": f"{type(e).__name__}: {e}"})
+        code = 70
+    os._exit(code)
+
+
+def _outer(req: dict, report_fd: int) -> None:
+    """The first fork: namespaces (or the fallback), then the supervisor (never returns)."""
     code = 0
     try:
         os.setsid()
+        load_libc().prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # the zygote is not; /proc/self/uid_map needs it
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         os.closerange(3, report_fd)
         os.closerange(report_fd + 1, 65536)
-        libc = load_libc()
-        as_root = os.geteuid() == 0
-        workdir, level = req["workdir"], "process"
-        loaded = vm_bytes()  # read now: the isolated file system has no /proc
+        with open(os.path.join(req["workdir"], "job.json"), encoding="utf-8") as f:
+            job = json.load(f)
+        req = {**req, "loaded": vm_bytes(), "outer_uid": os.getuid(), "outer_gid": os.getgid()}
+        refused = None
         try:
-            enter_namespaces(libc, req["hide"], workdir, as_root, EXPOSE)
-            level = "namespaces"
+            enter_namespaces(load_libc(), os.geteuid() == 0)
+            sources = open_sources(EXPOSE)
         except OSError as e:
             if req["require_namespaces"]:
-                raise
-            os.chdir(workdir)
-            level = f"process ({e})"
-        uid = req.get("uid")
-        if as_root and uid is not None:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            level = "uid+" + level if level == "namespaces" else level
-        check_call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
-        set_limits(req["memory_mb"], req["timeout"], as_root and uid is not None, loaded)
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file over the limit fails, not the child
-        os.environ["HOME"] = os.getcwd()
-        os.environ["MPLCONFIGDIR"] = os.getcwd()
-        os.write(report_fd, json.dumps({"level": level}).encode())
-        os.close(report_fd)
-        from .child import run_job  # imported in the zygote already; nothing new is read from disk
-
-        run_job(os.getcwd(), req["cell_timeout"], own_uid=as_root and uid is not None)
-    except BaseException as e:  # noqa: BLE001 - a failed set-up is reported, then the child exits
-        try:
-            os.write(report_fd, json.dumps({"error": f"{type(e).__name__}: {e}"}).encode())
-        except OSError:
-            pass
+                _send_json(report_fd, {"error": f"{type(e).__name__}: {e}", "no_namespaces": True})
+                os._exit(70)
+            refused = f"process ({e})"
+        if refused:
+            _supervise(req, job, report_fd, False, {}, refused)
+        pid = os.fork()
+        if pid == 0:
+            _supervise(req, job, report_fd, True, sources, "namespaces")
+        _send_json(report_fd, {"inner_pid": pid})
+        for fd in sources.values():
+            os.close(fd)
+        os.waitpid(pid, 0)
+    except BaseException as e:  # noqa: BLE001
+        with contextlib.suppress(OSError):
+            _send_json(report_fd, {"error": f"{type(e).__name__}: {e}"})
         code = 70
-        # for whoever debugs the sandbox (the grader never reads it)
-        with contextlib.suppress(BaseException), open("_child_error.txt", "w") as f:
-            f.write(traceback.format_exc()[-3000:])
     os._exit(code)
 
 
-def _wait(pid: int, timeout: float) -> tuple[int | None, bool]:
-    """Wait for `pid` up to `timeout` seconds: (wait status or None, timed_out)."""
-    deadline = time.monotonic() + timeout
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = None
-    try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return status, False
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None, True
-            if pidfd is not None:
-                select.select([pidfd], [], [], left)
+def _collect(r: int, pid: int, deadline: float) -> tuple[dict, bytes, bool]:
+    """Read the report pipe until every writer is gone: (messages merged, results, timed_out).
+    At the deadline, kill the supervisor (and with it the whole namespace) and the outer process."""
+    buf, info, results, timed_out, killed_at = b"", {}, b"", False, None
+    os.set_blocking(r, False)
+    while True:
+        now = time.monotonic()
+        if killed_at is None and now >= deadline:
+            timed_out, killed_at = True, now
+            for target in (info.get("inner_pid"), pid):
+                with contextlib.suppress(OSError, TypeError):
+                    os.kill(target, signal.SIGKILL)
+            for group in (pid, info.get("child_pid")):
+                with contextlib.suppress(OSError, TypeError):
+                    os.killpg(group, signal.SIGKILL)
+        if killed_at is not None and now - killed_at > 10:
+            break  # nothing more will come
+        wait = (deadline - now) if killed_at is None else 1.0
+        ready, _, _ = select.select([r], [], [], max(wait, 0.01))
+        if not ready:
+            continue
+        try:
+            chunk = os.read(r, 1 << 20)
+        except BlockingIOError:
+            continue
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > MAX_RESULTS + (1 << 20):
+            info.setdefault("problem", "results too large")
+            break
+        while len(buf) >= 5 and len(buf) >= 5 + struct.unpack(">I", buf[1:5])[0]:
+            n = struct.unpack(">I", buf[1:5])[0]
+            kind, payload, buf = buf[:1], buf[5 : 5 + n], buf[5 + n :]
+            if kind == b"R":
+                results = payload
             else:
-                time.sleep(min(left, 0.005))
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
+                msg = json.loads(payload)
+                final = msg.pop("final", None)
+                info.update(final or {}, **msg)
+    return info, results, timed_out
 
 
-def run_one(req: dict) -> dict:
-    """In the zygote: fork a child for one submission and wait for it (total time limit)."""
+def run_one(req: dict) -> tuple[dict, bytes]:
+    """In the zygote: run one submission in a sandboxed child: (reply, results bytes)."""
     r, w = os.pipe()
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(r)
-        _child(req, w)
+        _outer(req, w)
     os.close(w)
-    status, timed_out = _wait(pid, req["timeout"])
-    if timed_out:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        os.waitpid(pid, 0)
-        status = None
-    seconds = time.monotonic() - start
-    try:
-        os.killpg(pid, signal.SIGKILL)  # leftovers in its group
-    except OSError:
-        pass
-    if os.geteuid() == 0 and req.get("uid") is not None:
-        kill_uid(req["uid"])
-    report = os.read(r, 65536).decode(errors="replace")
+    info, results, timed_out = _collect(r, pid, start + wall_limits(req["cell_timeout"], req["timeout"])[1])
     os.close(r)
-    info = json.loads(report) if report.startswith("{") else {}
-    exit_code = os.waitstatus_to_exitcode(status) if status is not None else None
-    return {
+    with contextlib.suppress(OSError):
+        os.killpg(pid, signal.SIGKILL)
+    if timed_out and os.geteuid() == 0 and req.get("uid") is not None:
+        kill_uid(req["uid"])  # the "uid" level: whatever of the child's uid is left
+    os.waitpid(pid, 0)
+    status = info.get("status")
+    exit_code = os.waitstatus_to_exitcode(status) if isinstance(status, int) else None
+    reply = {
         "exit": exit_code,
         "timed_out": timed_out,
-        "seconds": seconds,
+        "seconds": time.monotonic() - start,
         "level": info.get("level"),
         "setup_error": info.get("error"),
+        "no_namespaces": bool(info.get("no_namespaces")),
+        "results_problem": info.get("problem", ""),
+        "results_len": len(results),
     }
-
-
-def serve() -> None:
-    """The zygote's loop: one JSON request per line on stdin, one JSON reply per line on stdout."""
-    import matplotlib
-    import numpy  # noqa: F401 - loaded once here, shared by every child
-    import torch  # noqa: F401
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot
-
-    import minilm  # noqa: F401
-
-    from . import authoring, child  # noqa: F401 - authoring pulls nbformat in once
-    from .sets import all_sets
-
-    all_sets()
-    global EXPOSE
-    EXPOSE = needed_paths()
-    proto = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # stray prints of imported code must not corrupt the protocol
-    proto.write(json.dumps({"ready": True}) + "\n")
-    proto.flush()
-    for line in sys.stdin:
-        try:
-            reply = run_one(json.loads(line))
-        except Exception as e:  # noqa: BLE001 - report, keep serving
-            reply = {
-                "exit": None,
-                "timed_out": False,
-                "seconds": 0.0,
-                "level": None,
-                "setup_error": f"zygote: {type(e).__name__}: {e}",
-            }
-        proto.write(json.dumps(reply) + "\n")
-        proto.flush()
-
-
-def clean_env() -> dict[str, str]:
-    """The environment of the zygote (and so of every child): nothing of the grader's but these."""
-    keep = {k: os.environ[k] for k in ("MINILM_DATA_DIR", "LANG", "LC_ALL") if k in os.environ}
-    return {
-        **keep,
-        "PATH": "/usr/bin:/bin",
-        "PYTHONHASHSEED": "0",
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "MPLBACKEND": "Agg",
-        "MINILM_PRESET": "smoke",
-        "MINILM_DEVICE": "cpu",  # grading is on the CPU: same results everywhere
-        "CUDA_VISIBLE_DEVICES": "",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "USER": "student",
-        "LOGNAME": "student",
-    }
-
-
-class Zygote:
-    """A fork server in a fresh interpreter; `run(request)` grades one submission in a child of it."""
-
-    def __init__(self, log_path: str | Path, cwd: str | Path) -> None:
-        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
-        env = {**clean_env(), "HOME": str(cwd), "MPLCONFIGDIR": str(Path(cwd) / ".matplotlib")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "minilm.grading.sandbox", "--serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            env=env,
-            cwd=str(cwd),
-            text=True,
-        )
-        ready = self.proc.stdout.readline()
-        if not ready.startswith('{"ready"'):
-            raise RuntimeError(f"the grading sandbox did not start (see {log_path})")
-
-    def run(self, request: dict) -> dict:
-        """Send one request and wait for its reply."""
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError("the grading sandbox exited")
-        return json.loads(line)
-
-    def alive(self) -> bool:
-        """True while the zygote process runs."""
-        return self.proc.poll() is None
-
-    def close(self) -> None:
-        """Stop the zygote."""
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-        self.log.close()
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve"]:
-        serve()
+    return reply, results

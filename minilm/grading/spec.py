@@ -8,9 +8,13 @@ the reference's outputs). See docs/instructors.md, "Authoring an exercise".
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+RECIPE = "_minilm_recipe"  # attribute of a tensor made by seeded(): how feedback shows it
+_RNG_LOCK = threading.Lock()  # the grader draws inputs in several threads; torch's RNG is global
 
 
 def call_function(obj: Callable[..., Any], *args: Any) -> Any:
@@ -40,11 +44,16 @@ class Exercise:
     describe_grading: str = ""  # what the grading cases cover, told to students by check()
     call: Callable[..., Any] = call_function  # (student object, *args) -> value to compare
     # dotted names of callables the answer may not use while it is checked or graded: the
-    # library's twin of the exercise and the PyTorch function it reimplements (issue 8), e.g.
-    # ("minilm.models.attention.explicit_attention", "torch.nn.functional.scaled_dot_product_attention")
+    # library's twin of the exercise and the PyTorch function it reimplements, e.g.
+    # ("minilm.models.attention.explicit_attention", "torch.nn.functional.scaled_dot_product_attention").
+    # A module stands for everything defined in it, a class for constructing it and its methods
+    # (minilm.grading.forbid; docs/instructors.md, "Authoring an exercise").
     forbidden: tuple[str, ...] = ()
     rtol: float = 1e-5  # relative tolerance for floats and floating tensors
     atol: float = 1e-6  # absolute tolerance for floats and floating tensors
+    may_modify: tuple[int, ...] = ()  # 0-based positions of arguments it may change in place
+    ordered_keys: bool = False  # dicts in the result must list their keys in the reference's order
+    show_call: str = ""  # how feedback writes a call, e.g. "CharTokenizer({0}).encode({1})"
 
     def n_grading(self) -> int:
         """How many cases the grader runs (the count is the same for every seed)."""
@@ -72,3 +81,17 @@ class ExerciseSet:
     def max_points(self) -> float:
         """Sum of the points of every exercise."""
         return sum(ex.points for ex in self.exercises)
+
+
+def seeded(rng: random.Random, code: str) -> Any:
+    """The tensor that the PyTorch expression `code` (e.g. "torch.randn(2, 3) * 5.0") gives right
+    after torch.manual_seed(s), with s drawn from `rng`; feedback shows it as exactly that, so a
+    student can paste the failing case. Use it for every random tensor of a grading input."""
+    import torch
+
+    seed = rng.randrange(1_000_000)
+    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        tensor = eval(code, {"torch": torch})
+    setattr(tensor, RECIPE, (seed, code))
+    return tensor

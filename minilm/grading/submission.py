@@ -1,21 +1,33 @@
 """Reading submitted notebooks: find them in a folder, turn each into a list of code cells (or a reason).
 
 Only the grader reads the files (json + nbformat, no code runs here). Old formats (v1-v3) are upgraded
-to v4; IPython line magics and shell escapes (`%...`, `!...`) are commented out, since the child runs
-plain Python.
+to v4. IPython syntax (`%magic`, `%%cell magic`, `!shell`, `x = !cmd`) is turned into plain Python
+by IPython's own transformer, as Jupyter does it: a `%` or `!` that starts a line inside an
+expression or a string stays what it is. The child answers the resulting `get_ipython()` calls.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_NOTEBOOK_BYTES = 20 << 20  # larger files are refused as invalid notebooks
-_MAGIC = re.compile(r"^(\s*)([%!])", re.MULTILINE)
+
+
+def plain_python(source: str) -> str:
+    """A code cell as the plain Python Jupyter would run (magics become get_ipython() calls)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    if "%" not in source and "!" not in source and "?" not in source:
+        return source
+    try:
+        out = TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - whatever IPython cannot read, Python will report
+        return source
+    return source if out.rstrip("\n") == source.rstrip("\n") else out
 
 
 @dataclass
@@ -87,7 +99,7 @@ def read_submission(student: str, path: Path) -> Submission:
                 source = cell.get("source", "")
                 if not isinstance(source, str):
                     raise ValueError("a code cell's source is not text")
-                cells.append(_MAGIC.sub(r"\1# \2", source))
+                cells.append(plain_python(source))
         sub.cells = cells
     except UnicodeDecodeError:
         sub.problem = "not UTF-8 text"

@@ -85,11 +85,16 @@ def _bpe_inputs(rng: random.Random) -> list[tuple]:
 
 _ABC = {"a": 0, "b": 1, "c": 2}
 
+# the library's tokenizers answer every exercise of this set (CharTokenizer, get_pair_counts,
+# merge, BPETokenizer): none of it may be used here
+_LIBRARY = ("minilm.tokenizers",)
+
 SET = ExerciseSet(
     name="01_text_tokens",
     exercises=(
         Exercise(
             id="char_encode",
+            forbidden=_LIBRARY,
             points=1,
             public=(
                 Case(("abcab", _ABC), [0, 1, 2, 0, 1]),
@@ -101,6 +106,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="char_decode",
+            forbidden=_LIBRARY,
             points=1,
             public=(
                 Case(([0, 1, 2, 0, 1], {0: "a", 1: "b", 2: "c"}), "abcab"),
@@ -114,17 +120,22 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="count_pairs",
+            forbidden=_LIBRARY,
             points=2,
             public=(
                 Case(([[1, 2, 3], [1, 2]],), {(1, 2): 2, (2, 3): 1}, note="no pair across chunks"),
                 Case(([[4], []],), {}, note="chunks too short for a pair"),
                 Case(([[7, 7, 7]],), {(7, 7): 2}, note="overlapping pairs all count"),
+                Case(([],), {}, note="no chunks at all"),
+                Case(([[3, 1, 3, 1, 2]],), {(3, 1): 2, (1, 3): 1, (1, 2): 1}, note="keys in order of first appearance"),
             ),
             grading=_count_inputs,
             describe_grading="empty input, empty and one-id chunks, random chunk lists",
+            ordered_keys=True,
         ),
         Exercise(
             id="apply_merges",
+            forbidden=_LIBRARY,
             points=2,
             public=(
                 Case(
@@ -140,17 +151,21 @@ SET = ExerciseSet(
                     note="left to right, then the new id merges",
                 ),
                 Case(([5, 6], [(6, 5)]), [5, 6], note="pair absent"),
+                Case(([], [(1, 2)]), [], note="no ids"),
+                Case(([4, 4, 4], []), [4, 4, 4], note="no merges"),
             ),
             grading=_merge_inputs,
             describe_grading="random id lists and merge lists, merges that do and do not occur",
         ),
         Exercise(
             id="train_bpe",
+            forbidden=_LIBRARY,
             points=3,
             public=(
                 Case(("aaabdaaabac", 3), [(97, 97), (256, 97), (257, 98)]),
                 Case(("你好你好你", 2), [(228, 189), (256, 160)], note="UTF-8 bytes of Chinese"),
                 Case(("a", 4), [], note="no pair to merge"),
+                Case(("", 3), [], note="empty text"),
             ),
             grading=_bpe_inputs,
             describe_grading="random texts in mixed scripts, 0 to 12 merges",

@@ -12,21 +12,21 @@ import string
 
 import torch
 
-from ..spec import Case, Exercise, ExerciseSet
+from ..spec import Case, Exercise, ExerciseSet, seeded
 
 
-def _gen(rng: random.Random) -> torch.Generator:
-    return torch.Generator().manual_seed(rng.getrandbits(63))
+def _dims(shape: tuple[int, ...]) -> str:
+    return ", ".join(map(str, shape))
 
 
-def _logits(g: torch.Generator, shape: tuple[int, ...], scale: float) -> torch.Tensor:
-    return torch.randn(shape, generator=g) * scale
+def _logits(rng: random.Random, shape: tuple[int, ...], scale: float, offset: float = 0.0) -> torch.Tensor:
+    code = f"torch.randn({_dims(shape)}) * {scale!r}" + (f" + {offset!r}" if offset else "")
+    return seeded(rng, code)
 
 
 def _softmax_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = [
-        (_logits(g, shape, scale),)
+        (_logits(rng, shape, scale),)
         for shape, scale in [
             ((rng.randint(1, 9),), 1.0),
             ((rng.randint(1, 5), rng.randint(2, 9)), 3.0),
@@ -34,17 +34,18 @@ def _softmax_inputs(rng: random.Random) -> list[tuple]:
             ((3, 50), 10.0),
         ]
     ]
-    big = _logits(g, (rng.randint(2, 5), rng.randint(2, 8)), 1.0) + 1000.0  # exp overflows
-    cases.append((big,))
-    cases.append((_logits(g, (4, 6), 500.0),))  # +-1000 and beyond
-    cases.append(
-        (torch.full((2, rng.randint(1, 6)), float(rng.randint(-1000, 1000))),)
-    )  # all equal
+    cases.append((_logits(rng, (rng.randint(2, 5), rng.randint(2, 8)), 1.0, 1000.0),))  # exp overflows
+    cases.append((_logits(rng, (4, 6), 500.0),))  # +-1000 and beyond
+    value = float(rng.randint(-1000, 1000))
+    cases.append((seeded(rng, f"torch.full((2, {rng.randint(1, 6)}), {value!r})"),))  # all equal
     return cases
 
 
+def _targets(rng: random.Random, n: int, c: int) -> torch.Tensor:
+    return seeded(rng, f"torch.randint(0, {c}, ({n},))")
+
+
 def _ce_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for n, c, scale in [
         (1, 2, 1.0),
@@ -54,50 +55,38 @@ def _ce_inputs(rng: random.Random) -> list[tuple]:
         (64, 65, 0.5),
         (3, 1, 1.0),
     ]:
-        cases.append((_logits(g, (n, c), scale), torch.randint(0, c, (n,), generator=g)))
+        cases.append((_logits(rng, (n, c), scale), _targets(rng, n, c)))
     # confident and right, or confident and wrong: logits near 1000
     n, c = rng.randint(2, 6), rng.randint(2, 6)
-    cases.append(
-        (
-            torch.randn(n, c, generator=g) + 1000.0 * torch.eye(n, c),
-            torch.randint(0, c, (n,), generator=g),
-        )
-    )
+    cases.append((seeded(rng, f"torch.randn({n}, {c}) + 1000.0 * torch.eye({n}, {c})"), _targets(rng, n, c)))
     return cases
 
 
-def _counts(g: torch.Generator, V: int, empty_rows: bool) -> torch.Tensor:
-    counts = torch.randint(0, 30, (V, V), generator=g)
-    if empty_rows:
-        counts[torch.randint(0, V, (max(1, V // 4),), generator=g)] = (
-            0  # characters never seen first
-        )
-    else:
-        counts[:, 0] += 1  # every row has a count
-    return counts
+def _counts(rng: random.Random, V: int, empty_rows: bool) -> torch.Tensor:
+    if empty_rows:  # characters never seen first
+        rows = sorted({rng.randrange(V) for _ in range(max(1, V // 4))})
+        return seeded(rng, f"torch.randint(0, 30, ({V}, {V})).index_fill(0, torch.tensor({rows}), 0)")
+    return seeded(rng, f"torch.randint(1, 30, ({V}, {V}))")  # every row has a count
 
 
 def _bigram_probs_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = [
-        (_counts(g, V, empty_rows=True), rng.choice([0.5, 1.0, 2.0, 0.01]))
+        (_counts(rng, V, empty_rows=True), rng.choice([0.5, 1.0, 2.0, 0.01]))
         for V in [1, 2, rng.randint(3, 9), 27, 40]
     ]
-    cases += [(_counts(g, V, empty_rows=False), 0.0) for V in [3, rng.randint(4, 27)]]
+    cases += [(_counts(rng, V, empty_rows=False), 0.0) for V in [3, rng.randint(4, 27)]]
     cases.append((torch.zeros(5, 5, dtype=torch.int64), rng.choice([0.1, 1.0, 3.0])))
     return cases
 
 
 def _nll_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for n_words in [1, 2, 5, 20, 50, 3]:
         alphabet = rng.sample(string.ascii_lowercase, rng.randint(1, 26))
         ids = rng.sample(range(1, len(alphabet) + 1), len(alphabet))  # "." is 0, letters shuffled
         stoi = {".": 0, **dict(zip(alphabet, ids))}
         V = len(stoi)
-        w = torch.rand(V, V, generator=g) + 0.01
-        probs = w / w.sum(dim=1, keepdim=True)
+        probs = seeded(rng, f"(w := torch.rand({V}, {V}) + 0.01) / w.sum(dim=1, keepdim=True)")
         words = [
             "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 9))) for _ in range(n_words)
         ]
@@ -106,7 +95,6 @@ def _nll_inputs(rng: random.Random) -> list[tuple]:
 
 
 def _mlp_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for B, T, V, E, H in [
         (1, 1, 2, 1, 1),
@@ -117,12 +105,12 @@ def _mlp_inputs(rng: random.Random) -> list[tuple]:
     ]:
         cases.append(
             (
-                torch.randint(0, V, (B, T), generator=g),
-                torch.randn(V, E, generator=g),
-                torch.randn(T * E, H, generator=g) * (T * E) ** -0.5,
-                torch.randn(H, generator=g) * 0.1,
-                torch.randn(H, V, generator=g) * H**-0.5,
-                torch.randn(V, generator=g) * 0.1,
+                seeded(rng, f"torch.randint(0, {V}, ({B}, {T}))"),
+                seeded(rng, f"torch.randn({V}, {E})"),
+                seeded(rng, f"torch.randn({T * E}, {H}) * {(T * E) ** -0.5!r}"),
+                seeded(rng, f"torch.randn({H}) * 0.1"),
+                seeded(rng, f"torch.randn({H}, {V}) * {H ** -0.5!r}"),
+                seeded(rng, f"torch.randn({V}) * 0.1"),
             )
         )
     return cases
@@ -130,6 +118,14 @@ def _mlp_inputs(rng: random.Random) -> list[tuple]:
 
 def _f(values: list) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
+
+
+def _ramp(*shape: int, scale: float = 1.0) -> torch.Tensor:
+    """Deterministic, varied float32 values: scale * sin(1, 2, 3, ...)."""
+    n = 1
+    for d in shape:
+        n *= d
+    return (torch.sin(torch.arange(1, n + 1, dtype=torch.float64)) * scale).float().reshape(shape)
 
 
 def _i(values: list) -> torch.Tensor:
@@ -144,11 +140,53 @@ _B1 = _f([0.1, -0.1])
 _W2 = _f([[1.0, -0.5, 0.2], [0.3, 0.8, -1.0]])  # (H=2, V=3)
 _B2 = _f([0.0, 0.1, -0.1])
 
+# what each exercise reimplements, in PyTorch and in the library (a module: all of it)
+_LOG_SOFTMAX = (
+    "torch.log_softmax",
+    "torch.Tensor.log_softmax",
+    "torch.nn.functional.log_softmax",
+    "torch.special.log_softmax",
+    "torch._log_softmax",
+    "torch.logsumexp",
+    "torch.Tensor.logsumexp",
+    "torch.special.logsumexp",
+)
+_SOFTMAX = (
+    "torch.softmax",
+    "torch.Tensor.softmax",
+    "torch.nn.functional.softmax",
+    "torch.nn.functional.softmin",
+    "torch.special.softmax",
+    "torch._softmax",
+    "torch.nn.Softmax",
+    *_LOG_SOFTMAX,
+)
+_NLL = (
+    "torch.nn.functional.cross_entropy",
+    "torch.nn.functional.nll_loss",
+    "torch.nn.CrossEntropyLoss",
+    "torch.nn.NLLLoss",
+    "torch._C._nn.cross_entropy_loss",
+    "torch._C._nn.nll_loss",
+)
+_CROSS_ENTROPY = (*_NLL, *_LOG_SOFTMAX, "minilm.models.base")
+_BIGRAM_PROBS = ("minilm.models.bigram", "torch.nn.functional.normalize")
+_BIGRAM_NLL = (*_NLL, "minilm.models.bigram", "minilm.names")
+_MLP = (
+    "minilm.models.mlp",
+    "torch.nn.Linear",
+    "torch.nn.functional.linear",
+    "torch.nn.Embedding",
+    "torch.nn.functional.embedding",
+    "torch.embedding",
+)
+
 SET = ExerciseSet(
     name="02_bigram_mlp",
     exercises=(
         Exercise(
             id="softmax",
+            forbidden=_SOFTMAX,
             points=1,
             public=(
                 Case((_f([1.0, 2.0, 3.0]),), _f([0.090030573, 0.24472848, 0.66524094])),
@@ -160,6 +198,16 @@ SET = ExerciseSet(
                 Case(
                     (_f([[0.0, 0.0], [5.0, -5.0]]),), _f([[0.5, 0.5], [0.99995458, 4.5397868e-05]])
                 ),
+                Case(
+                    (_ramp(2, 2, 3, scale=3.0),),
+                    _f(
+                        [
+                            [[0.42589661, 0.52200449, 0.052098900], [0.17442669, 0.095119983, 0.73045337]],
+                            [[0.23865515, 0.64686310, 0.11448174], [0.43912894, 0.11181948, 0.44905156]],
+                        ]
+                    ),
+                    note="3-D: a batch of sequences, softmax over the last dimension only",
+                ),
             ),
             grading=_softmax_inputs,
             describe_grading="1-D to 3-D float32 logits, rows near 1000, logits of size +-1000 and more, equal logits",
@@ -168,6 +216,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="cross_entropy",
+            forbidden=_CROSS_ENTROPY,
             points=2,
             public=(
                 Case((_f([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]), _i([0, 1])), torch.tensor(0.31853974)),
@@ -189,6 +238,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="bigram_probs",
+            forbidden=_BIGRAM_PROBS,
             points=1,
             public=(
                 Case((_i([[0, 2], [3, 1]]), 1.0), _f([[0.25, 0.75], [0.66666669, 0.33333334]])),
@@ -214,6 +264,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="bigram_nll",
+            forbidden=_BIGRAM_NLL,
             points=2,
             public=(
                 Case(
@@ -233,6 +284,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="mlp_forward",
+            forbidden=_MLP,
             points=2,
             public=(
                 Case(

@@ -11,11 +11,7 @@ import random
 
 import torch
 
-from ..spec import Case, Exercise, ExerciseSet
-
-
-def _gen(rng: random.Random) -> torch.Generator:
-    return torch.Generator().manual_seed(rng.getrandbits(63))
+from ..spec import Case, Exercise, ExerciseSet, seeded
 
 
 def _sizes(rng: random.Random) -> list[tuple[int, int, int]]:
@@ -29,62 +25,59 @@ def _sizes(rng: random.Random) -> list[tuple[int, int, int]]:
     ]
 
 
-def _rnn_weights(g: torch.Generator, I: int, H: int) -> tuple[torch.Tensor, ...]:
+def _uniform(rng: random.Random, shape: str, k: float) -> torch.Tensor:
+    """U(-k, k), as nn.RNN and nn.LSTM initialise their weights."""
+    return seeded(rng, f"(torch.rand({shape}) * 2 - 1) * {k!r}")
+
+
+def _rnn_weights(rng: random.Random, I: int, H: int) -> tuple[torch.Tensor, ...]:
     k = H**-0.5
-    return (
-        (torch.rand(I, H, generator=g) * 2 - 1) * k,
-        (torch.rand(H, H, generator=g) * 2 - 1) * k,
-        (torch.rand(H, generator=g) * 2 - 1) * k,
-    )
+    return _uniform(rng, f"{I}, {H}", k), _uniform(rng, f"{H}, {H}", k), _uniform(rng, f"{H}", k)
 
 
 def _rnn_step_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     return [
         (
-            torch.randn(B, I, generator=g),
-            torch.randn(B, H, generator=g).tanh(),
-            *_rnn_weights(g, I, H),
+            seeded(rng, f"torch.randn({B}, {I})"),
+            seeded(rng, f"torch.randn({B}, {H}).tanh()"),
+            *_rnn_weights(rng, I, H),
         )
         for B, I, H in _sizes(rng)
     ]
 
 
 def _rnn_forward_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for (B, I, H), T in zip(_sizes(rng), [1, 5, rng.randint(2, 12), 16, rng.randint(1, 30)]):
         cases.append(
             (
-                torch.randn(B, T, I, generator=g),
-                torch.randn(B, H, generator=g).tanh(),
-                *_rnn_weights(g, I, H),
+                seeded(rng, f"torch.randn({B}, {T}, {I})"),
+                seeded(rng, f"torch.randn({B}, {H}).tanh()"),
+                *_rnn_weights(rng, I, H),
             )
         )
     return cases
 
 
 def _lstm_step_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for B, I, H in _sizes(rng):
         k = H**-0.5
         cases.append(
             (
-                torch.randn(B, I, generator=g),
-                torch.randn(B, H, generator=g).tanh(),
-                torch.randn(B, H, generator=g) * 2,
-                (torch.rand(4 * H, I, generator=g) * 2 - 1) * k,
-                (torch.rand(4 * H, H, generator=g) * 2 - 1) * k,
-                (torch.rand(4 * H, generator=g) * 2 - 1) * k,
-                (torch.rand(4 * H, generator=g) * 2 - 1) * k,
+                seeded(rng, f"torch.randn({B}, {I})"),
+                seeded(rng, f"torch.randn({B}, {H}).tanh()"),
+                seeded(rng, f"torch.randn({B}, {H}) * 2"),
+                _uniform(rng, f"{4 * H}, {I}", k),
+                _uniform(rng, f"{4 * H}, {H}", k),
+                _uniform(rng, f"{4 * H}", k),
+                _uniform(rng, f"{4 * H}", k),
             )
         )
     return cases
 
 
 def _clip_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for n_tensors, scale, max_norm in [
         (1, 1.0, 0.5),
@@ -96,14 +89,13 @@ def _clip_inputs(rng: random.Random) -> list[tuple]:
     ]:
         grads = []
         for _ in range(n_tensors):
-            shape = [rng.randint(1, 5) for _ in range(rng.randint(1, 3))]
-            grads.append(torch.randn(shape, generator=g) * scale)
+            shape = ", ".join(str(rng.randint(1, 5)) for _ in range(rng.randint(1, 3)))
+            grads.append(seeded(rng, f"torch.randn({shape}) * {scale!r}"))
         cases.append((grads, max_norm))
     return cases
 
 
 def _tbptt_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for N, B, T in [
         (10, 2, 2),
@@ -113,7 +105,7 @@ def _tbptt_inputs(rng: random.Random) -> list[tuple]:
         (rng.randint(8, 40), 3, 50),
         (rng.randint(30, 80), 5, rng.randint(2, 6)),
     ]:
-        cases.append((torch.randint(0, 65, (N,), generator=g), B, T))
+        cases.append((seeded(rng, f"torch.randint(0, 65, ({N},))"), B, T))
     return cases
 
 
@@ -132,11 +124,25 @@ def _ramp(*shape: int, scale: float = 0.1) -> torch.Tensor:
 _W = (_ramp(2, 3, scale=0.8), _ramp(3, 3, scale=0.5), _f([0.1, 0.0, -0.1]))  # W_xh (2, 3), W_hh, b
 _LSTM = (_ramp(8, 2, scale=0.7), _ramp(8, 2, scale=0.4), _ramp(8, scale=0.2), _ramp(8, scale=0.1))
 
+# what each exercise reimplements, in PyTorch and in the library (a module: all of it)
+_RECURRENT = (
+    "minilm.models.rnn",
+    "torch.nn.modules.rnn",  # nn.RNN, nn.RNNCell, nn.LSTM, nn.LSTMCell, nn.GRU, ...
+    "torch.rnn_tanh_cell",
+    "torch.rnn_tanh",
+    "torch.rnn_relu_cell",
+    "torch.lstm_cell",
+    "torch.lstm",
+)
+_CLIP = ("torch.nn.utils.clip_grad", "torch.nn.utils.clip_grad_norm_", "torch._foreach_norm", "minilm.training")
+_BATCHING = ("minilm.batching",)
+
 SET = ExerciseSet(
     name="03_rnn_lstm",
     exercises=(
         Exercise(
             id="rnn_step",
+            forbidden=_RECURRENT,
             points=1,
             public=(
                 Case(
@@ -161,6 +167,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="rnn_forward",
+            forbidden=_RECURRENT,
             points=2,
             public=(
                 Case(
@@ -203,6 +210,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="lstm_step",
+            forbidden=_RECURRENT,
             points=2,
             public=(
                 Case(
@@ -237,6 +245,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="clip_grad_norm",
+            forbidden=_CLIP,
             points=1,
             public=(
                 Case(
@@ -254,6 +263,11 @@ SET = ExerciseSet(
                     [_f([0.30000001, 0.40000001]), _f([[0.0]])],
                     note="below max_norm: unchanged",
                 ),
+                Case(
+                    ([_f([1.0, 2.0]), _ramp(2, 1, 2, scale=3.0)], 1.0),
+                    [_f([0.20349744, 0.40699488]), _f([[[0.51371157, 0.5551191]], [[0.086152680, -0.4620221]]])],
+                    note="a 3-D tensor counts entry by entry too",
+                ),
             ),
             grading=_clip_inputs,
             describe_grading="1 to 6 tensors of random shapes (1-D to 3-D), norms below and far above max_norm "
@@ -263,6 +277,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="tbptt_batches",
+            forbidden=_BATCHING,
             points=2,
             public=(
                 Case(

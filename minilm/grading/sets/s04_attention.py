@@ -11,15 +11,10 @@ import random
 
 import torch
 
-from ..spec import Case, Exercise, ExerciseSet
-
-
-def _gen(rng: random.Random) -> torch.Generator:
-    return torch.Generator().manual_seed(rng.getrandbits(63))
+from ..spec import Case, Exercise, ExerciseSet, seeded
 
 
 def _attention_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for B, nh, T, hs, scale in [
         (1, 1, 1, 1, 1.0),
@@ -29,8 +24,8 @@ def _attention_inputs(rng: random.Random) -> list[tuple]:
         (2, 2, 32, 16, 1.0),
         (1, 2, rng.randint(3, 12), 8, 4.0),
     ]:
-        q, k, v = (torch.randn(B, nh, T, hs, generator=g) * scale for _ in range(3))
-        cases.append((q, k, v))
+        code = f"torch.randn({B}, {nh}, {T}, {hs})" + (f" * {scale!r}" if scale != 1.0 else "")
+        cases.append(tuple(seeded(rng, code) for _ in range(3)))
     return cases
 
 
@@ -47,17 +42,14 @@ def _heads_shapes(rng: random.Random) -> list[tuple[int, int, int, int]]:
 
 
 def _split_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
-    return [(torch.randn(B, T, nh * hs, generator=g), nh) for B, T, nh, hs in _heads_shapes(rng)]
+    return [(seeded(rng, f"torch.randn({B}, {T}, {nh * hs})"), nh) for B, T, nh, hs in _heads_shapes(rng)]
 
 
 def _merge_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
-    return [(torch.randn(B, nh, T, hs, generator=g),) for B, T, nh, hs in _heads_shapes(rng)]
+    return [(seeded(rng, f"torch.randn({B}, {nh}, {T}, {hs})"),) for B, T, nh, hs in _heads_shapes(rng)]
 
 
 def _embed_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for B, T, block, V, C in [
         (1, 1, 1, 2, 1),
@@ -68,16 +60,15 @@ def _embed_inputs(rng: random.Random) -> list[tuple]:
     ]:
         cases.append(
             (
-                torch.randint(0, V, (B, T), generator=g),
-                torch.randn(V, C, generator=g),
-                torch.randn(block, C, generator=g) * 0.1,
+                seeded(rng, f"torch.randint(0, {V}, ({B}, {T}))"),
+                seeded(rng, f"torch.randn({V}, {C})"),
+                seeded(rng, f"torch.randn({block}, {C}) * 0.1"),
             )
         )
     return cases
 
 
 def _ln_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for shape, offset, eps in [
         ((1, 1), 0.0, 1e-5),
@@ -86,12 +77,13 @@ def _ln_inputs(rng: random.Random) -> list[tuple]:
         ((rng.randint(1, 4), rng.randint(1, 6), 32), 10.0, 1e-6),
         ((5, rng.randint(2, 64)), -2.0, rng.choice([1e-5, 1e-3, 0.1])),
     ]:
-        C = shape[-1]
+        C, scale = shape[-1], rng.choice([0.1, 1.0, 5.0])
+        dims = ", ".join(map(str, shape))
         cases.append(
             (
-                torch.randn(shape, generator=g) * rng.choice([0.1, 1.0, 5.0]) + offset,
-                1 + 0.2 * torch.randn(C, generator=g),
-                0.2 * torch.randn(C, generator=g),
+                seeded(rng, f"torch.randn({dims}) * {scale!r} + {offset!r}"),
+                seeded(rng, f"1 + 0.2 * torch.randn({C})"),
+                seeded(rng, f"0.2 * torch.randn({C})"),
                 eps,
             )
         )
@@ -99,8 +91,8 @@ def _ln_inputs(rng: random.Random) -> list[tuple]:
     cases.append(
         (
             torch.full((3, C), float(rng.randint(-5, 5))),
-            torch.randn(C, generator=g),
-            torch.randn(C, generator=g),
+            seeded(rng, f"torch.randn({C})"),
+            seeded(rng, f"torch.randn({C})"),
             1e-5,
         )
     )  # constant rows: variance 0
@@ -126,11 +118,40 @@ def _arange(*shape: int) -> torch.Tensor:
     return torch.arange(n, dtype=torch.float32).reshape(shape)
 
 
+# what each exercise reimplements, in PyTorch and in the library (a module: all of it;
+# minilm.models holds attention, split_heads, merge_heads, the GPT's embeddings and LayerNorms)
+_MODELS = ("minilm.models",)
+_ATTENTION = (
+    *_MODELS,
+    "torch.nn.functional.scaled_dot_product_attention",
+    "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
+    "torch.ops.aten._scaled_dot_product_attention_math",
+    "torch.nn.functional.multi_head_attention_forward",
+    "torch.nn.MultiheadAttention",
+)
+_EMBED = (*_MODELS, "torch.nn.Embedding", "torch.nn.functional.embedding", "torch.embedding")
+_LAYER_NORM = (
+    *_MODELS,
+    "torch.nn.functional.layer_norm",
+    "torch.layer_norm",
+    "torch.native_layer_norm",
+    "torch.nn.modules.normalization",  # nn.LayerNorm, nn.GroupNorm, nn.RMSNorm
+    "torch.nn.functional.group_norm",
+    "torch.group_norm",
+    "torch.nn.functional.batch_norm",
+    "torch.batch_norm",
+    "torch.nn.functional.instance_norm",
+    "torch.instance_norm",
+    "torch.nn.modules.batchnorm",
+    "torch.nn.modules.instancenorm",
+)
+
 SET = ExerciseSet(
     name="04_attention",
     exercises=(
         Exercise(
             id="causal_attention",
+            forbidden=_ATTENTION,
             points=2,
             public=(
                 Case(
@@ -163,6 +184,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="split_heads",
+            forbidden=_MODELS,
             points=1,
             public=(
                 Case(
@@ -194,6 +216,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="merge_heads",
+            forbidden=_MODELS,
             points=1,
             public=(
                 Case(
@@ -213,6 +236,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="embed",
+            forbidden=_EMBED,
             points=1,
             public=(
                 Case(
@@ -233,6 +257,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="layer_norm",
+            forbidden=_LAYER_NORM,
             points=2,
             public=(
                 Case(
@@ -253,6 +278,21 @@ SET = ExerciseSet(
                     (_f([[2.0, 2.0, 2.0]]), torch.ones(3), _f([0.1, 0.2, 0.3]), 1e-5),
                     _f([[0.1, 0.2, 0.30000001]]),
                     note="a constant vector: variance 0, eps keeps it finite",
+                ),
+                Case(
+                    (_f([1.0, 2.0, 4.0]), torch.ones(3), torch.zeros(3), 1e-5),
+                    _f([-1.0690414, -0.26726028, 1.3363018]),
+                    note="1-D: a single vector",
+                ),
+                Case(
+                    (_ramp(2, 2, 3, scale=2.0) + 1.0, _f([1.0, 0.5, 2.0]), _f([0.0, 0.1, -0.1]), 1e-5),
+                    _f(
+                        [
+                            [[0.60718399, 0.50125581, -2.9193900], [-0.32206193, -0.41575649, 2.6071496]],
+                            [[-0.12329800, 0.74085158, -2.4168086], [0.68983519, -0.60701835, 1.3484033]],
+                        ]
+                    ),
+                    note="3-D (B, T, C): each position normalised over its C channels",
                 ),
             ),
             grading=_ln_inputs,

@@ -11,11 +11,7 @@ import random
 
 import torch
 
-from ..spec import Case, Exercise, ExerciseSet
-
-
-def _gen(rng: random.Random) -> torch.Generator:
-    return torch.Generator().manual_seed(rng.getrandbits(63))
+from ..spec import Case, Exercise, ExerciseSet, seeded
 
 
 def _lr_inputs(rng: random.Random) -> list[tuple]:
@@ -71,7 +67,6 @@ def _nparams_inputs(rng: random.Random) -> list[tuple]:
 
 
 def _loss_inputs(rng: random.Random) -> list[tuple]:
-    g = _gen(rng)
     cases = []
     for V, sizes in [
         (2, [(1, 1)]),
@@ -83,9 +78,9 @@ def _loss_inputs(rng: random.Random) -> list[tuple]:
         ),
         (65, [(8, 32)] * 3),
     ]:
-        table = torch.randn(V, V, generator=g) * rng.choice([0.5, 2.0])
+        table = seeded(rng, f"torch.randn({V}, {V}) * {rng.choice([0.5, 2.0])!r}")
         batches = [
-            (torch.randint(0, V, (B, T), generator=g), torch.randint(0, V, (B, T), generator=g))
+            (seeded(rng, f"torch.randint(0, {V}, ({B}, {T}))"), seeded(rng, f"torch.randint(0, {V}, ({B}, {T}))"))
             for B, T in sizes
         ]
         cases.append((table, batches))
@@ -155,11 +150,29 @@ def _f(values: list) -> torch.Tensor:
 
 _TABLE = _f([[2.0, 0.0, -1.0], [0.5, 0.5, 0.5], [-1.0, 1.0, 3.0]])  # V = 3
 
+# what each exercise reimplements, in PyTorch and in the library (a module: all of it)
+_SCHEDULE = ("minilm.training", "torch.optim.lr_scheduler")
+_COUNT = (  # building the model (on the meta device, say) and counting its tensors
+    "minilm.models",
+    "torch.nn.Module.parameters",
+    "torch.nn.Module.named_parameters",
+    "torch.nn.Module.state_dict",
+    "torch.nn.Module.modules",
+    "torch.nn.Module.named_modules",
+    "torch.nn.Module.children",
+    "torch.nn.Module.named_children",
+    "torch.nn.utils.parameters_to_vector",
+)
+_LOSS = ("minilm.training", "minilm.names", "minilm.models")
+_MFU = ("minilm.training", "minilm.models.gpt")
+_DECAY = ("minilm.optim", "torch.nn.Module.named_parameters", "torch.nn.Module.parameters")
+
 SET = ExerciseSet(
     name="05_pretraining",
     exercises=(
         Exercise(
             id="warmup_cosine_lr",
+            forbidden=_SCHEDULE,
             points=2,
             public=(
                 Case((0, 1e-3, 1e-4, 10, 100), 0.0001, note="step 0 of warmup"),
@@ -176,6 +189,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="gpt_num_params",
+            forbidden=_COUNT,
             points=2,
             public=(
                 Case((50257, 1024, 12, 768, True, True), 124439808, note="GPT-2 small"),
@@ -188,6 +202,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="estimate_loss",
+            forbidden=_LOSS,
             points=2,
             public=(
                 Case(
@@ -214,6 +229,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="mfu",
+            forbidden=_MFU,
             points=1,
             public=(
                 Case((124_000_000, 16, 1024, 1, 0.5, 312e12), 0.07813907692307692),
@@ -230,6 +246,7 @@ SET = ExerciseSet(
         ),
         Exercise(
             id="decay_names",
+            forbidden=_DECAY,
             points=1,
             public=(
                 Case(
@@ -244,6 +261,11 @@ SET = ExerciseSet(
                     ["transformer.wte.weight", "transformer.h.0.attn.c_attn.weight"],
                 ),
                 Case(({},), [], note="no parameters"),
+                Case(
+                    ({"scale": [], "mlp.c_fc.weight": [128, 32], "conv.weight": [4, 3, 2, 2], "bias": [7]},),
+                    ["mlp.c_fc.weight", "conv.weight"],
+                    note="0-D and 4-D shapes",
+                ),
             ),
             grading=_decay_inputs,
             describe_grading="GPT parameter shapes with and without biases and a head, random names of 0 to 4 dims",

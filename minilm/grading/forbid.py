@@ -1,0 +1,272 @@
+"""What an exercise may not call while it is checked or graded (`Exercise.forbidden`), enforced.
+
+`resolve(names)` turns dotted names into the callables they stand for, at their depth: a function
+(any alias, copy or re-import of it: matched by its code, not its name), a class (constructing it
+or calling any of its methods), a module (everything defined in it, submodules too), a C function
+or a method of a C type (`torch.softmax`, `torch.Tensor.softmax`: matched however it is reached),
+and for a PyTorch operator its `torch.ops.aten` twin. `Watcher.watching(banned)` then watches
+every call (a profile hook, `sys.setprofile`) in the calling thread, where a forbidden call raises
+`NotAllowed`, and in other threads, where it is recorded; either way the call counts as a
+violation. Nothing here reads source code. check() and the grader's child both use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import os
+import sys
+import threading
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# switching the watcher off is itself refused while an answer runs
+TAMPER = (
+    "sys.setprofile",
+    "sys.settrace",
+    "threading.setprofile",
+    "threading.settrace",
+    "threading.setprofile_all_threads",
+    "threading.settrace_all_threads",
+    "sys.monitoring.register_callback",
+    "sys.monitoring.set_events",
+    "sys.monitoring.free_tool_id",
+)
+WHY = "because the exercise asks you to write it"
+WHY_TAMPER = "because the grader uses it to see which functions your answer calls"
+
+
+class NotAllowed(BaseException):
+    """A checked or graded answer called something its exercise forbids (`Exercise.forbidden`)."""
+
+
+@dataclass
+class Banned:
+    """The callables one exercise may not use, in the forms the profile hook sees them."""
+
+    codes: dict[Any, str] = field(default_factory=dict)  # code object -> dotted name
+    by_place: dict[str, dict[tuple[int, str], str]] = field(default_factory=dict)  # co_name -> ...
+    cfuncs: dict[int, str] = field(default_factory=dict)  # id(C function) -> dotted name
+    methods: dict[str, list[tuple[type, str]]] = field(default_factory=dict)  # C method name -> (class, name)
+    keep: list[Any] = field(default_factory=list)  # keeps every C function alive (ids stay unique)
+    names: tuple[str, ...] = ()  # what the exercise declared
+
+    def add_code(self, code: Any, name: str) -> None:
+        self.codes[code] = name
+        if not code.co_filename.startswith("<"):  # generated code (a dataclass's __init__): by identity only
+            place = (code.co_firstlineno, os.path.basename(code.co_filename))
+            self.by_place.setdefault(code.co_name, {})[place] = name
+        for const in code.co_consts:  # nested functions and lambdas defined inside
+            if isinstance(const, types.CodeType):
+                self.add_code(const, name)
+
+    def add_cfunc(self, obj: Any, name: str) -> None:
+        self.keep.append(obj)
+        self.cfuncs[id(obj)] = name
+
+
+def _import(dotted: str) -> Any:
+    """The object a dotted name stands for: the longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(f"no module in {dotted!r}")
+
+
+def _add(banned: Banned, obj: Any, name: str, seen: set[int], part_of: str = "") -> None:
+    """Add everything `obj` (named `name`, inside the module `part_of` a spec named) stands for."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    label = f"{name} (part of {part_of})" if part_of else name
+    obj = inspect.unwrap(obj) if callable(obj) else obj
+    if isinstance(obj, (staticmethod, classmethod)):
+        obj = obj.__func__
+    if isinstance(obj, property):
+        for f in (obj.fget, obj.fset, obj.fdel):
+            if f is not None:
+                _add(banned, f, name, seen, part_of)
+    elif isinstance(obj, types.ModuleType):
+        prefix = obj.__name__ + "."
+        for mod in [m for k, m in list(sys.modules.items()) if k == obj.__name__ or k.startswith(prefix)]:
+            for member in list(vars(mod).values()):
+                kinds = (types.FunctionType, type, types.BuiltinFunctionType)
+                if isinstance(member, kinds) and getattr(member, "__module__", None) == mod.__name__:
+                    qualname = getattr(member, "__qualname__", "?")
+                    _add(banned, member, f"{mod.__name__}.{qualname}", seen, part_of or name)
+    elif isinstance(obj, type):
+        for attr, member in vars(obj).items():
+            if callable(member) or isinstance(member, (staticmethod, classmethod, property)):
+                _add(banned, member, name if attr.startswith("__") else f"{name}.{attr}", seen, part_of)
+    elif isinstance(obj, types.FunctionType):
+        banned.add_code(obj.__code__, label)
+    elif isinstance(obj, types.MethodType):
+        _add(banned, obj.__func__, name, seen, part_of)
+    elif isinstance(obj, types.BuiltinFunctionType):
+        banned.add_cfunc(obj, label)
+        _add_aten(banned, obj.__name__, label, seen)
+    elif isinstance(obj, (types.MethodDescriptorType, types.WrapperDescriptorType, types.ClassMethodDescriptorType)):
+        banned.methods.setdefault(obj.__name__, []).append((obj.__objclass__, label))
+        _add_aten(banned, obj.__name__, label, seen)
+    elif hasattr(obj, "overloads") and hasattr(obj, "_op"):  # torch.ops.aten.<op>
+        banned.add_cfunc(obj._op, label)
+        for ov in obj.overloads():
+            banned.add_cfunc(getattr(obj, ov)._op, label)
+    elif isinstance(vars(type(obj)).get("__call__"), types.FunctionType):  # an instance with __call__
+        _add(banned, vars(type(obj))["__call__"], name, seen, part_of)
+    else:
+        raise TypeError(f"{name} is a {type(obj).__name__}: not something a call can be matched to")
+
+
+def _add_aten(banned: Banned, op: str, name: str, seen: set[int]) -> None:
+    """A PyTorch C function or Tensor method named `op` is also reachable as torch.ops.aten.<op>."""
+    torch = sys.modules.get("torch")
+    if torch is None or not name.startswith("torch"):
+        return
+    try:
+        packet = getattr(torch.ops.aten, op.removeprefix("special_"))
+    except (AttributeError, RuntimeError):
+        return
+    _add(banned, packet, name, seen)
+
+
+_CACHE: dict[tuple[str, ...], Banned] = {}
+
+
+def resolve(names: tuple[str, ...]) -> Banned:
+    """The Banned set of an exercise's `forbidden` names (cached); raises naming a bad name."""
+    if names in _CACHE:
+        return _CACHE[names]
+    banned, seen = Banned(names=tuple(names)), set()
+    for dotted in names:
+        try:
+            _add(banned, _import(dotted), dotted, seen)
+        except (ImportError, AttributeError, TypeError) as e:
+            raise ValueError(f"forbidden name {dotted!r} does not name a callable: {e}") from e
+    if names:
+        for dotted in TAMPER:
+            with contextlib.suppress(ImportError, AttributeError):
+                _add(banned, _import(dotted), f"{dotted} [tamper]", seen)
+    _CACHE[names] = banned
+    return banned
+
+
+def prepare(exercises: list[Any]) -> None:
+    """Resolve every exercise's names now (the zygote does, so the child imports nothing later)."""
+    for ex in exercises:
+        resolve(tuple(ex.forbidden))
+
+
+def explain(name: str) -> str:
+    """The message a student reads for a forbidden call of `name`."""
+    if name.endswith(" [tamper]"):
+        return f"not allowed while your answer is checked or graded: {name[:-9]}, {WHY_TAMPER}"
+    return f"not allowed in this exercise: {name}, {WHY}"
+
+
+def _hook(banned: Banned, state: list, raises: bool) -> Callable[..., None]:
+    """A profile function for `banned` (kept lean: it runs for every call while an answer runs)."""
+    codes_get, by_place, cfuncs_get, methods = banned.codes.get, banned.by_place, banned.cfuncs.get, banned.methods
+    method_type, basename = types.BuiltinMethodType, os.path.basename
+
+    def hook(frame: Any, event: str, arg: Any) -> None:
+        if state[0] is None:  # watching has ended (our own clean-up calls come here)
+            return
+        if event == "c_call":
+            name = cfuncs_get(id(arg))
+            if name is None and methods and type(arg) is method_type and arg.__name__ in methods:
+                owner = getattr(arg, "__self__", None)
+                name = next((n for cls, n in methods[arg.__name__] if isinstance(owner, cls)), None)
+        elif event == "call":
+            code = frame.f_code
+            name = codes_get(code)
+            if name is None and code.co_name in by_place:  # a re-imported copy of the module
+                name = by_place[code.co_name].get((code.co_firstlineno, basename(code.co_filename)))
+        else:
+            return
+        if name is not None:
+            state[1] = state[1] or name
+            if raises:
+                raise NotAllowed(explain(name))
+
+    return hook
+
+
+class Watcher:
+    """Watches calls for the banned callables of the exercise that runs (see the module docstring).
+
+    Make one before any student code runs: it keeps its own references to sys.setprofile and
+    friends, so patching those later changes nothing here."""
+
+    def __init__(self) -> None:
+        state: list[Any] = [None, None]  # the hook for other threads (None: idle), the first hit
+        self._state = state
+
+        def thread_hook(frame: Any, event: str, arg: Any) -> None:
+            hook = state[0]
+            if hook is not None:
+                hook(frame, event, arg)
+
+        self._thread_hook = thread_hook
+        self._sys_setprofile, self._sys_getprofile = sys.setprofile, sys.getprofile
+        self._thr_setprofile = threading.setprofile
+        self._thr_getprofile = getattr(threading, "getprofile", lambda: None)
+        self._all_threads = getattr(threading, "setprofile_all_threads", None)  # Python 3.12+
+
+    def watch_new_threads(self) -> None:
+        """Give every thread started from now on the (normally idle) hook (the grader's child)."""
+        self._thr_setprofile(self._thread_hook)
+
+    @property
+    def hit(self) -> str | None:
+        """The first forbidden name used in the current or last watched call, or None."""
+        return self._state[1]
+
+    @contextlib.contextmanager
+    def watching(self, banned: Banned) -> Iterator[Watcher]:
+        """Watch calls while the block runs (does nothing for an exercise that forbids nothing)."""
+        state = self._state
+        state[1] = None
+        if not banned.names:
+            yield self
+            return
+        previous, previous_threads = self._sys_getprofile(), self._thr_getprofile()
+        if self._all_threads is not None:
+            self._all_threads(self._thread_hook)  # threads started earlier (a pool in a global)
+        self._thr_setprofile(self._thread_hook)
+        self._sys_setprofile(_hook(banned, state, raises=True))
+        state[0] = _hook(banned, state, raises=False)  # armed: from here on every call counts
+        try:
+            yield self
+        finally:
+            state[0] = None
+            self._sys_setprofile(previous)
+            if self._all_threads is not None:
+                self._all_threads(None)
+                self._sys_setprofile(previous)
+            self._thr_setprofile(previous_threads)
+
+
+def call_watched(watcher: Watcher, banned: Banned, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args) under the watcher; raises NotAllowed (with the message) on any violation."""
+    with watcher.watching(banned):
+        try:
+            value = fn(*args)
+        except NotAllowed:
+            raise
+        except BaseException:
+            if watcher.hit:  # the answer caught NotAllowed and failed later: say why
+                raise NotAllowed(explain(watcher.hit)) from None
+            raise
+    if watcher.hit:  # used in another thread, or caught and carried on
+        raise NotAllowed(explain(watcher.hit))
+    return value
