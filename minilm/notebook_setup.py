@@ -9,7 +9,10 @@ nothing. MINILM_INSTALL_SOURCE overrides it with any pip requirement, e.g.
 `minilm[hf] @ git+https://github.com/you/minilm.git@your-branch`.
 """
 
-INSTALL_SOURCE = "minilm[hf] @ git+https://github.com/minilm-course/minilm.git"
+GITHUB_REPO = "minilm-course/minilm"
+"""The course repository on GitHub (owner/name): the Colab badges and the install source point here."""
+
+INSTALL_SOURCE = f"minilm[hf] @ git+https://github.com/{GITHUB_REPO}.git"
 
 SETUP_CELL = f'''# Setup (the same in every notebook): installs minilm on Colab, does nothing elsewhere.
 import importlib.util, os, subprocess, sys

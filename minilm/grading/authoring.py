@@ -99,10 +99,9 @@ def exercise_cells(nb: Any, where: str = "notebook") -> list[tuple[str, str]]:
 
 def colab_badge(path: str) -> str:
     """The "Open In Colab" badge of the notebook at `path` in the course repository (as the lectures have)."""
-    from ..notebook_setup import INSTALL_SOURCE
+    from ..notebook_setup import GITHUB_REPO
 
-    repo = INSTALL_SOURCE.removeprefix("git+https://github.com/").removesuffix(".git")
-    url = f"https://colab.research.google.com/github/{repo}/blob/main/{path}"
+    url = f"https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/{path}"
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
@@ -173,9 +172,9 @@ def find_solutions_dir(explicit: str | Path | None = None, set_name: str | None 
     for c in candidates:
         if c.is_dir() and (set_name is None or (c / f"{set_name}.ipynb").is_file()):
             return c.resolve()
-    from ..notebook_setup import INSTALL_SOURCE
+    from ..notebook_setup import GITHUB_REPO
 
-    repo = INSTALL_SOURCE.removeprefix("git+").removesuffix(".git")
+    repo = f"https://github.com/{GITHUB_REPO}"
     wanted = f"{set_name}.ipynb" if set_name else "the solutions notebooks"
     raise FileNotFoundError(
         f"no reference solutions found: {wanted} is not in {' nor in '.join(map(str, candidates))}. "
