@@ -198,3 +198,16 @@ def test_no_data_file_is_committed():
         if (h := sha256(p)) in data_hashes
     ]
     assert not copies, f"data files are committed (delete them; fetch via minilm.data): {copies}"
+
+
+LECTURE_NOTEBOOKS = [p for p in NOTEBOOKS if p.parent.name == "notebooks"]
+HEADLINE_PRINT = re.compile(r'^\s*print\(f?"HEADLINE: [a-z][a-z0-9_{}\[\]\'.()]*=', re.MULTILINE)
+
+
+@pytest.mark.parametrize("path", LECTURE_NOTEBOOKS, ids=ids(LECTURE_NOTEBOOKS))
+def test_lecture_prints_its_headline_figures(path):
+    """Each lecture prints its key figures as `HEADLINE: name=value` lines (docs/architecture.md), which
+    benchmarks/budgets.py records beside the notebook's run time."""
+    nb = nbformat.read(path, as_version=4)
+    found = [c for c in code_cells(nb) if HEADLINE_PRINT.search(c.source)]
+    assert found, f"{path.name}: no cell prints a 'HEADLINE: name=value' line"
