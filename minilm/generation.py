@@ -46,7 +46,8 @@ def top_p_mask(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     reaches top_p). Every token as likely as the last one in is kept too, so ties never depend on
     the order a sort happens to leave them in."""
     sorted_probs, _ = torch.sort(probs, dim=-1, descending=True)  # (B, V)
-    mass_before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # (B, V): mass of the tokens before
+    cum = torch.cumsum(sorted_probs, dim=-1)  # (B, V)
+    mass_before = torch.cat([torch.zeros_like(cum[:, :1]), cum[:, :-1]], dim=-1)  # mass of the tokens before
     n_keep = (mass_before < top_p).sum(dim=-1, keepdim=True).clamp(min=1)  # (B, 1)
     threshold = sorted_probs.gather(-1, n_keep - 1)  # (B, 1): probability of the last token in
     return probs >= threshold
