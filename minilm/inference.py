@@ -126,26 +126,28 @@ def measure(model: nn.Module, path: str | Path, val_data: torch.Tensor, name: st
 
 def measure_variants(model: GPT, val_data: torch.Tensor, workdir: str | Path,
                      sparsities: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9), n_tokens: int = 128,
-                     n_batches: int = 8, repeats: int = 1, group_size: int = 32) -> list[VariantRow]:
+                     n_batches: int = 8, repeats: int = 1, group_size: int = 32,
+                     device: torch.device | str | None = None) -> list[VariantRow]:
     """Save model as fp32, int8, int4 and pruned at each sparsity in workdir, load each file back and measure it.
 
-    Each variant's figures are of the model loaded from its file (int8/int4 stay quantized in
-    memory). Returns rows with ratios against fp32."""
+    Each variant's figures are of the model loaded from its file onto `device` (default: the
+    model's), int8/int4 staying quantized in memory. Returns rows with ratios against fp32."""
     workdir = Path(workdir)
-    model = model.cpu().eval() if model_device(model).type != "cpu" else model.eval()
+    device = torch.device(device) if device is not None else model_device(model)
+    model = model.eval()
     rows = []
     for scheme in ("fp32", "int8", "int4"):
         path = workdir / f"{scheme}.pt"
         save_variant(model, path, scheme, group_size)
-        rows.append(measure(load_variant(path), path, val_data, scheme, n_tokens, n_batches, repeats))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+        rows.append(measure(load_variant(path, device), path, val_data, scheme, n_tokens, n_batches, repeats))
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     for s in sparsities:
         pruned = GPT(model.config)
         pruned.load_state_dict(state)
         prune_model(pruned, s)
         path = workdir / f"pruned{round(s * 100)}.pt"
         save_variant(pruned, path, "pruned")
-        rows.append(measure(load_variant(path), path, val_data, f"pruned {round(s * 100)}%", n_tokens,
+        rows.append(measure(load_variant(path, device), path, val_data, f"pruned {round(s * 100)}%", n_tokens,
                             n_batches, repeats))
     base = rows[0]
     for r in rows:
