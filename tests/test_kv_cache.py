@@ -172,3 +172,27 @@ def test_stream_yields_what_generate_returns_in_batches():
     assert len(pieces) == 12 and all(t.shape == (3, 1) for t in pieces)
     full = generate(model, prompt, 12, generator=torch.Generator().manual_seed(9), top_p=0.9, use_cache=True)
     assert torch.equal(torch.cat([prompt, *pieces], dim=1), full)
+
+
+def test_cached_greedy_decoding_matches_hugging_face_gpt2_with_the_same_weights():
+    """The trusted reference: transformers' GPT2LMHeadModel, random weights copied into minilm's GPT."""
+    transformers = pytest.importorskip("transformers")
+    transformers.utils.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    hf_cfg = transformers.GPT2Config(vocab_size=23, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                                     bos_token_id=0, eos_token_id=None, pad_token_id=0)
+    hf = transformers.GPT2LMHeadModel(hf_cfg).eval()
+    model = GPT(GPTConfig(block_size=32, vocab_size=23, n_layer=2, n_head=4, n_embd=32)).eval()
+    conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    hf_state = hf.state_dict()
+    with torch.no_grad():
+        for name, p in model.state_dict().items():
+            src = hf_state[name]
+            p.copy_(src.t() if name.endswith(conv1d) else src)  # HF stores these as Conv1D (in, out)
+    prompt = torch.randint(0, 23, (2, 3), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (model(prompt)[0] - hf(prompt).logits).abs().max() < 1e-5
+        want = hf.generate(prompt, max_new_tokens=29, min_new_tokens=29, do_sample=False, use_cache=True,
+                           pad_token_id=0)
+    got = generate(model, prompt, 29, temperature=0.0, use_cache=True)
+    assert torch.equal(got, want)
