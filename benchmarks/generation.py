@@ -38,10 +38,10 @@ from pathlib import Path
 # `tokenizers` package that transformers imports: take the folder off (nothing here imports from it)
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
-from minilm.inference import measure_variants, tokens_per_second  # noqa: E402
-from minilm.models.gpt import GPT, GPTConfig  # noqa: E402
+from minilm.inference import measure_variants, tokens_per_second
+from minilm.models.gpt import GPT, GPTConfig
 
 KV_TARGET = 5.0  # cached / uncached tokens/s on the gpu preset's shape
 HF_TARGET = 1.0  # minilm cached / HF cached tokens/s
@@ -92,7 +92,7 @@ def hf_tokens_per_second(cfg: GPTConfig, n_tokens: int, repeats: int) -> float |
                         pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     model = GPT2LMHeadModel(hf_cfg).eval()
     prompt = torch.randint(0, cfg.vocab_size, (1, 1), generator=torch.Generator().manual_seed(0))
-    kwargs = dict(do_sample=False, use_cache=True, pad_token_id=0)
+    kwargs = {"do_sample": False, "use_cache": True, "pad_token_id": 0}
     best = float("inf")
     with torch.no_grad():
         model.generate(prompt, max_new_tokens=4, min_new_tokens=4, **kwargs)  # warm-up

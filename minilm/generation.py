@@ -197,8 +197,5 @@ def generate(
     the policy past block_size). Raises ValueError for temperature < 0, top_k < 1, top_p outside
     (0, 1], a prompt longer than block_size or ids outside the vocabulary.
     """
-    out = [idx]
-    for nxt in stream(model, idx, max_new_tokens, temperature, top_k, generator, stop_token, top_p,
-                      use_cache):
-        out.append(nxt)
-    return torch.cat(out, dim=1)
+    steps = stream(model, idx, max_new_tokens, temperature, top_k, generator, stop_token, top_p, use_cache)
+    return torch.cat([idx, *steps], dim=1)

@@ -3,6 +3,8 @@ and sample_text (the no-widget path) gives the same text."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -37,6 +39,6 @@ def test_button_streams_the_same_text_as_sample_text():
 def test_stream_text_grows_token_by_token_and_checks_arguments():
     model, tok = _model_and_tok()
     pieces = list(stream_text(model, tok, "ab", length=10, seed=1))
-    assert [len(p) for p in pieces] == list(range(1, 11)) and all(b.startswith(a) for a, b in zip(pieces, pieces[1:]))
+    assert [len(p) for p in pieces] == list(range(1, 11)) and all(b.startswith(a) for a, b in itertools.pairwise(pieces))
     with pytest.raises(ValueError, match="temperature"):
         next(stream_text(model, tok, "ab", temperature=-1.0))

@@ -8,8 +8,17 @@ import torch
 
 from minilm.inference import measure_variants, step_times, tokens_per_second, val_loss
 from minilm.models.gpt import GPT, GPTConfig
-from minilm.quantize import (QuantizedLinear, dequantize_int4, dequantize_int8, load_variant, prune_model,
-                             prune_tensor, quantize_int4, quantize_int8, save_variant)
+from minilm.quantize import (
+    QuantizedLinear,
+    dequantize_int4,
+    dequantize_int8,
+    load_variant,
+    prune_model,
+    prune_tensor,
+    quantize_int4,
+    quantize_int8,
+    save_variant,
+)
 
 
 def _gpt() -> GPT:
