@@ -20,7 +20,8 @@ Parts:
   --preset picks another preset's model.
 
 Every figure is printed beside its target and its ratio. Timings are best-of-3 wall-clock on this
-machine's CPU threads (torch.get_num_threads()); a busy or shared machine makes them noisy.
+machine's CPU threads (torch.get_num_threads(), or --threads N); a busy or shared machine makes them
+noisy, and with more threads than free cores PyTorch's thread pool can make decoding many times slower.
 --quick shrinks every shape (a 2-layer, 64-wide model, 32 tokens; random weights for quant) so the
 script's plumbing can be tested in seconds; its figures do not meet the targets and say nothing.
 """
@@ -147,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="cpu", help="whose trained GPT the quant part measures (default cpu)")
     parser.add_argument("--only", choices=("kv", "hf", "quant"), action="append",
                         help="run only these parts (repeatable)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads(N) first (default: PyTorch's choice)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     parts = set(args.only or ("kv", "hf", "quant"))
     repeats = 1 if args.quick else 3
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
