@@ -126,7 +126,6 @@ class CachedDecoder:
         return logits[:, -1, :]
 
 
-@torch.no_grad()
 def stream(
     model: nn.Module,
     idx: torch.Tensor,
@@ -138,10 +137,11 @@ def stream(
     top_p: float | None = None,
     use_cache: bool | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next tokens (B, 1) one step at a time (the widget panel prints them as they come).
+    """An iterator of the next tokens (B, 1), one step at a time (the widget panel prints them as they come).
 
-    The arguments are generate()'s. use_cache=None uses the cache where the model has one (GPT).
-    A row that has emitted `stop_token` keeps emitting it; the stream ends once every row has."""
+    The arguments are generate()'s, checked here, at the call. use_cache=None uses the cache where
+    the model has one (GPT). A row that has emitted `stop_token` keeps emitting it; the stream
+    ends once every row has."""
     check_sampling_args(temperature, top_k, top_p)
     check_prompt(model, idx)
     if max_new_tokens < 0:
@@ -150,6 +150,14 @@ def stream(
     if use_cache and not has_cache:
         raise ValueError(f"use_cache=True needs a model with a KV cache (the GPT); {type(model).__name__} has none")
     use_cache = has_cache if use_cache is None else use_cache
+    return _steps(model, idx, max_new_tokens, temperature, top_k, generator, stop_token, top_p, use_cache)
+
+
+@torch.no_grad()
+def _steps(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float, top_k: int | None,
+           generator: torch.Generator | None, stop_token: int | None, top_p: float | None,
+           use_cache: bool) -> Iterator[torch.Tensor]:
+    """The loop behind stream(): arguments already checked."""
     was_training = model.training
     model.eval()
     try:

@@ -156,7 +156,7 @@ def test_bad_arguments_name_the_argument_and_its_range():
         with pytest.raises(ValueError, match=match):
             generate(model, p, 3, **kwargs)
         with pytest.raises(ValueError, match=match):
-            next(stream(model, p, 3, **kwargs))
+            stream(model, p, 3, **kwargs)  # at the call, before the first token
     with pytest.raises(ValueError, match=r"idx: the prompt has 9 tokens but the model reads at most block_size=8"):
         generate(model, torch.zeros(1, 9, dtype=torch.long), 3)
     with pytest.raises(ValueError, match=r"token ids must be in \[0, 22\] \(vocab_size=23\)"):
