@@ -196,3 +196,15 @@ def test_cached_greedy_decoding_matches_hugging_face_gpt2_with_the_same_weights(
                            pad_token_id=0)
     got = generate(model, prompt, 29, temperature=0.0, use_cache=True)
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("sdpa", [True, False], ids=["sdpa", "explicit"])
+def test_chunks_after_a_cache_equal_one_full_pass(sdpa):
+    model = _gpt(sdpa, block_size=24)
+    seq = torch.randint(0, 23, (3, 24), generator=torch.Generator().manual_seed(6))
+    cache = model.new_kv_cache(3)
+    with torch.no_grad():
+        full = model(seq)[0]
+        parts = [model(seq[:, a:b], kv_cache=cache)[0] for a, b in [(0, 5), (5, 9), (9, 10), (10, 24)]]
+    assert cache.length == 24
+    assert (torch.cat(parts, dim=1) - full).abs().max() <= 1e-5
