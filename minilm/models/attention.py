@@ -112,7 +112,8 @@ class KVCache:
                              f"filled and {T} more do not fit: reset() it or build a larger one")
         self.k[layer, :, :, self.length:end] = k
         self.v[layer, :, :, self.length:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        # in the new keys' dtype (a no-op unless autocast made them bf16/fp16 and the cache is fp32)
+        return self.k[layer, :, :, :end].to(k.dtype), self.v[layer, :, :, :end].to(v.dtype)
 
     def advance(self, n: int) -> None:
         """Mark n more positions as filled (after every layer has stored them)."""
