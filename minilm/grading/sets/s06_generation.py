@@ -199,7 +199,7 @@ SET = ExerciseSet(
                                        [-2.0, 0.8976377844810486, 0.015748031437397003]])),
             ),
             grading=_quantized_inputs,
-            describe_grading="random int8 matrices from 1 x 1 to 16 x 64 with random scales "
+            describe_grading="random int8 matrices from 1 x 1 to 32 x 64 with random scales "
             "(checked against minilm.quantize.dequantize_int8)",
         ),
     ),
