@@ -61,17 +61,27 @@ def quantize_int4(w: torch.Tensor, group_size: int = 32) -> tuple[torch.Tensor, 
     groups = w.detach().float().reshape(out_f, in_f // group_size, group_size)  # (out, G, g)
     scales = (groups.abs().amax(dim=-1) / 7.0).to(torch.float16)  # (out, G), stored in fp16
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))
-    q = torch.round(groups / scales.float()[..., None]).clamp(-7, 7).to(torch.int16) + 8  # 1..15
-    q = q.reshape(out_f, in_f).to(torch.uint8)
-    packed = q[:, 0::2] | (q[:, 1::2] << 4)  # (out, in // 2)
-    return packed, scales
+    q = torch.round(groups / scales.float()[..., None]).clamp(-7, 7).to(torch.int8)  # -7..7
+    return pack_int4(q.reshape(out_f, in_f)), scales
+
+
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """q (out, in) integers in -8..7, `in` even -> (out, in // 2) uint8: q[:, 2j] + 8 in the low nibble
+    of byte j, q[:, 2j + 1] + 8 in the high one."""
+    u = (q.to(torch.int16) + 8).to(torch.uint8)  # 0..15
+    return u[:, 0::2] | (u[:, 1::2] << 4)
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """packed (out, in // 2) uint8 -> q (out, in) int8 in -8..7 (the inverse of pack_int4)."""
+    low = (packed & 0x0F).to(torch.int8) - 8
+    high = (packed >> 4).to(torch.int8) - 8
+    return torch.stack([low, high], dim=-1).reshape(packed.shape[0], -1)
 
 
 def dequantize_int4(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """packed (out, in // 2) uint8, scales (out, G) -> w (out, in) float32."""
-    low = (packed & 0x0F).to(torch.int16) - 8
-    high = (packed >> 4).to(torch.int16) - 8
-    q = torch.stack([low, high], dim=-1).reshape(packed.shape[0], -1).float()  # (out, in)
+    q = unpack_int4(packed).float()  # (out, in)
     G = scales.shape[1]
     return (q.reshape(q.shape[0], G, -1) * scales.float()[..., None]).reshape(q.shape)
 

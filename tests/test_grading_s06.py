@@ -17,7 +17,7 @@ from minilm.grading import check
 from minilm.grading.authoring import load_reference
 from minilm.grading.compare import decode, encode, same
 from minilm.grading.sets import get_set
-from minilm.quantize import dequantize_int8, quantize_int8
+from minilm.quantize import dequantize_int8, pack_int4, quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 SET = get_set("06_generation")
@@ -35,6 +35,7 @@ TRUSTED = {
     "kv_attention_step": _kv_step,
     "int8_quantize": quantize_int8,
     "int8_dequantize": dequantize_int8,
+    "int4_pack": pack_int4,
 }
 
 

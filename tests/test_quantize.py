@@ -13,11 +13,13 @@ from minilm.quantize import (
     dequantize_int4,
     dequantize_int8,
     load_variant,
+    pack_int4,
     prune_model,
     prune_tensor,
     quantize_int4,
     quantize_int8,
     save_variant,
+    unpack_int4,
 )
 
 
@@ -53,6 +55,9 @@ def test_int4_packs_two_values_per_byte_with_group_scales():
     assert s.item() == 1.0 and p.tolist() == [[15 | (1 << 4), 8 | (11 << 4)]]
     with pytest.raises(ValueError, match="group_size=5"):
         quantize_int4(w, 5)
+    q = torch.randint(-8, 8, (5, 12), dtype=torch.int8)
+    assert torch.equal(unpack_int4(pack_int4(q)), q) and pack_int4(q).shape == (5, 6)
+    assert pack_int4(torch.tensor([[-8, 7]], dtype=torch.int8)).tolist() == [[0xF0]]
 
 
 def test_pruning_sparsity_is_exact_and_removes_the_smallest():

@@ -3,7 +3,8 @@
 Public cases (with the reference's outputs, stored as data) and the grading inputs drawn at grading
 time: logits with ties and k beyond the vocabulary, probabilities with ties at the nucleus edge
 and top_p of 1, temperature 0 and hot/cold sampling with given seeds, KV-cache steps from an empty
-cache up to 24 cached positions, int8 weights with all-zero rows and rows of very different scales.
+cache up to 24 cached positions, int8 weights with all-zero rows and rows of very different scales,
+int4 values to pack.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ def _quantized_inputs(rng: random.Random) -> list[tuple]:
         q = seeded(rng, f"torch.randint(-127, 128, ({o}, {i}), dtype=torch.int8)")
         cases.append((q, seeded(rng, f"torch.rand({o}) * 0.05 + 1e-4")))
     return cases
+
+
+def _int4_inputs(rng: random.Random) -> list[tuple]:
+    shapes = [(1, 2), (2, 4), (rng.randint(2, 16), 2 * rng.randint(1, 32)), (8, 64), (rng.randint(1, 4), 2)]
+    return [(seeded(rng, f"torch.randint(-8, 8, ({o}, {i}), dtype=torch.int8)"),) for o, i in shapes]
 
 
 def _f(values: list) -> torch.Tensor:
@@ -201,6 +207,22 @@ SET = ExerciseSet(
             grading=_quantized_inputs,
             describe_grading="random int8 matrices from 1 x 1 to 32 x 64 with random scales "
             "(checked against minilm.quantize.dequantize_int8)",
+        ),
+        Exercise(
+            id="int4_pack",
+            forbidden=_QUANT,
+            points=1,
+            public=(
+                Case((torch.tensor([[7, -7, 0, 3]], dtype=torch.int8),),
+                     torch.tensor([[31, 184]], dtype=torch.uint8)),
+                Case((torch.tensor([[-8, 7]], dtype=torch.int8),), torch.tensor([[240]], dtype=torch.uint8),
+                     note="the extremes: 0 low, 15 high"),
+                Case((torch.tensor([[0, 0], [1, -1]], dtype=torch.int8),),
+                     torch.tensor([[136], [121]], dtype=torch.uint8), note="two rows"),
+            ),
+            grading=_int4_inputs,
+            describe_grading="random int4 values in int8 matrices from 1 x 2 to 16 x 64 "
+            "(checked against minilm.quantize.pack_int4)",
         ),
     ),
 )
