@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import CausalSelfAttention
+from .attention import CausalSelfAttention, KVCache
 from .base import lm_loss
 
 
@@ -59,9 +59,9 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         """x (B, T, C) -> (B, T, C); the residual stream carries x past each sub-layer."""
-        x = x + self.attn(self.ln_1(x))  # tokens talk to each other
+        x = x + self.attn(self.ln_1(x), kv_cache, layer)  # tokens talk to each other
         x = x + self.mlp(self.ln_2(x))  # each token thinks on its own
         return x
 
@@ -110,20 +110,39 @@ class GPT(nn.Module):
         return n
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) int64 -> logits (B, T, V) and mean cross-entropy against targets (B, T) or None."""
+        """idx (B, T) int64 -> logits (B, T, V) and mean cross-entropy against targets (B, T) or None.
+
+        With `kv_cache` (from `new_kv_cache`), idx holds the tokens after the `kv_cache.length`
+        cached ones: they take positions length .. length + T - 1 and the cache advances by T.
+        Positions are learned (wpe), so length + T may not pass block_size (notebook 06's policy:
+        `minilm.generation.CachedDecoder` re-prefills from the last half block)."""
         T = idx.shape[1]  # idx is (B, T)
-        if T > self.block_size:
-            raise ValueError(f"sequence of length {T} is longer than block_size={self.block_size}")
-        pos = torch.arange(T, device=idx.device)  # (T,)
+        start = 0 if kv_cache is None else kv_cache.length
+        if start + T > self.block_size:
+            where = "" if kv_cache is None else f" after the {start} cached positions"
+            raise ValueError(f"sequence of length {T}{where} is longer than block_size={self.block_size}")
+        if kv_cache is not None and kv_cache.batch_size != idx.shape[0]:
+            raise ValueError(f"idx has batch {idx.shape[0]} but the KV cache was built for {kv_cache.batch_size}")
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
         x = self.transformer.drop(x)
-        for block in self.transformer.h:
-            x = block(x)  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache, i)  # (B, T, C)
+        if kv_cache is not None:
+            kv_cache.advance(T)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V)
         return logits, lm_loss(logits, targets)  # mean cross-entropy, -1 targets ignored
+
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None,
+                     device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> KVCache:
+        """An empty KVCache for `batch_size` sequences of up to max_len (default block_size) positions."""
+        c = self.config
+        w = self.transformer.wte.weight
+        return KVCache(c.n_layer, batch_size, c.n_head, c.n_embd // c.n_head, max_len or self.block_size,
+                       device or w.device, dtype or w.dtype)
 
     @torch.no_grad()
     def attention_maps(self, idx: torch.Tensor) -> list[torch.Tensor]:
