@@ -63,10 +63,11 @@ def shape(n_layer: int, n_head: int, n_embd: int, block_size: int, vocab_size: i
     return GPTConfig(block_size=block_size, vocab_size=vocab_size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
 
 
-def kv_speedup(cfg: GPTConfig, n_tokens: int, repeats: int, label: str, target: float | None) -> tuple[list, float]:
-    """Cached and uncached tokens/s of a random GPT of shape cfg -> (figures, cached tokens/s)."""
+def kv_speedup(cfg: GPTConfig, n_tokens: int, repeats: int, label: str, target: float | None,
+               device: str = "cpu") -> tuple[list, float]:
+    """Cached and uncached tokens/s of a random GPT of shape cfg on `device` -> (figures, cached tokens/s)."""
     torch.manual_seed(0)
-    model = GPT(cfg).eval()
+    model = GPT(cfg).eval().to(device)
     cached = tokens_per_second(model, n_tokens, use_cache=True, repeats=repeats)
     plain = tokens_per_second(model, n_tokens, use_cache=False, repeats=repeats)
     tag = f"{label} ({cfg.n_layer}L/{cfg.n_embd}w/block {cfg.block_size}, {n_tokens} tokens)"
@@ -79,7 +80,7 @@ def kv_speedup(cfg: GPTConfig, n_tokens: int, repeats: int, label: str, target: 
     return figures, cached
 
 
-def hf_tokens_per_second(cfg: GPTConfig, n_tokens: int, repeats: int) -> float | None:
+def hf_tokens_per_second(cfg: GPTConfig, n_tokens: int, repeats: int, device: str = "cpu") -> float | None:
     """Greedy cached tokens/s of transformers' GPT2LMHeadModel of the same shape; None without transformers."""
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -91,15 +92,19 @@ def hf_tokens_per_second(cfg: GPTConfig, n_tokens: int, repeats: int) -> float |
     hf_cfg = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
                         n_layer=cfg.n_layer, n_head=cfg.n_head, bos_token_id=0, eos_token_id=None,
                         pad_token_id=0, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-    model = GPT2LMHeadModel(hf_cfg).eval()
-    prompt = torch.randint(0, cfg.vocab_size, (1, 1), generator=torch.Generator().manual_seed(0))
+    model = GPT2LMHeadModel(hf_cfg).eval().to(device)
+    prompt = torch.randint(0, cfg.vocab_size, (1, 1), generator=torch.Generator().manual_seed(0)).to(device)
     kwargs = {"do_sample": False, "use_cache": True, "pad_token_id": 0}
     best = float("inf")
     with torch.no_grad():
         model.generate(prompt, max_new_tokens=4, min_new_tokens=4, **kwargs)  # warm-up
         for _ in range(repeats):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
             t = time.perf_counter()
             out = model.generate(prompt, max_new_tokens=n_tokens, min_new_tokens=n_tokens, **kwargs)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t)
     assert out.shape[1] == 1 + n_tokens, out.shape
     return n_tokens / best
@@ -149,31 +154,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("kv", "hf", "quant"), action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads(N) first (default: PyTorch's choice)")
+    parser.add_argument("--device", default="cpu",
+                        help="where the kv and hf parts decode (cpu; cuda on a GPU: benchmarks/gpu.sh); quant is CPU")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     parts = set(args.only or ("kv", "hf", "quant"))
     repeats = 1 if args.quick else 3
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, kv/hf on {args.device}"
           + (" (--quick: figures say nothing)" if args.quick else ""))
     big = shape(2, 2, 64, 32) if args.quick else shape(6, 6, 384, 256)
     small = shape(1, 2, 32, 16) if args.quick else shape(3, 4, 128, 64)
     n_big = big.block_size  # 256 new tokens after one: positions 0..255, exactly one block
-    results: dict = {"quick": args.quick, "threads": torch.get_num_threads(), "figures": []}
+    results: dict = {"quick": args.quick, "threads": torch.get_num_threads(), "device": args.device, "figures": []}
     cached = None
     if "kv" in parts or "hf" in parts:
         label = "quick shape (not the gpu preset's)" if args.quick else "gpu-preset shape"
-        figs, cached = kv_speedup(big, n_big, repeats, label, KV_TARGET)
+        figs, cached = kv_speedup(big, n_big, repeats, label, KV_TARGET, args.device)
         results["figures"] += figs if "kv" in parts else []
     if "kv" in parts:
         label = "quick shape (not the cpu preset's)" if args.quick else "cpu-preset shape"
-        figs, _ = kv_speedup(small, small.block_size, repeats, label, None)
+        figs, _ = kv_speedup(small, small.block_size, repeats, label, None, args.device)
         results["figures"] += figs
         print("  (smaller than on the gpu-preset shape: without the cache a step re-reads at most "
               f"{small.block_size} tokens, not {big.block_size},\n   and a {small.n_embd}-wide model's step is "
               "mostly fixed per-layer overhead that the cache does not remove)")
     if "hf" in parts:
-        hf = hf_tokens_per_second(big, n_big, repeats)
+        hf = hf_tokens_per_second(big, n_big, repeats, args.device)
         print(f"against Hugging Face GPT2LMHeadModel, same shape, generate(use_cache=True), {n_big} tokens:")
         if hf is None:
             print("  transformers is not installed (pip install 'minilm[hf]'): skipped")

@@ -71,12 +71,13 @@ optional() {
 SCALE=1  # the limits are the GPU run's budget; --tiny on a busy CPU gets four times as long
 if [ "$TINY" = 1 ]; then
   SCALE=4; DEVICE=cpu; NPROC=2; PRESET=smoke; STEPS=10; EVAL=(--eval_interval 5 --eval_iters 2)
-  GPT=(--tiny); QUICK=(--quick --device cpu)
+  GPT=(--tiny); QUICK=(--quick --device cpu); GEN=("${QUICK[@]}")
 else
   DEVICE=cuda; PRESET=gpu; STEPS=300; EVAL=(--eval_interval 150 --eval_iters 20)
   # one process per GPU, a power of two (1, 2, 4, 8...) so that it divides the preset's batch of 64
   NPROC=$("$PYTHON" -c "import torch; print(1 << (max(1, torch.cuda.device_count()).bit_length() - 1))")
   GPT=(); QUICK=(--device cuda)
+  GEN=(--device cuda --only kv --only hf)  # decoding on the GPU; the int8/int4 file figures are the CPU run's
 fi
 DATA="$DEST/data/tinyshakespeare-char"
 PRETRAIN=(--data "$DATA" --preset "$PRESET" --max_steps "$STEPS" "${EVAL[@]}" --checkpoint_interval 0
@@ -88,7 +89,7 @@ step pretrain 45 "$PYTHON" -m minilm.cli pretrain "${PRETRAIN[@]}" --out "$DEST/
   --compile false
 step ddp 75 "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m minilm.cli pretrain \
   "${PRETRAIN[@]}" --out "$DEST/ddp" --device "$DEVICE"
-optional generation 50 "${QUICK[@]}"
+optional generation 50 "${GEN[@]}"
 optional finetune 50 "${QUICK[@]}"
 step summary 15 "$PYTHON" benchmarks/gpu_check.py "$DEST"
 cat "$DEST/summary.log"
