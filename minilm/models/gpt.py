@@ -138,6 +138,18 @@ class GPT(nn.Module):
             x = block(x)
         return maps
 
+    def features(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) int64 -> the final hidden states (B, T, C), after ln_f and before lm_head (07).
+
+        A classification head reads these; forward() is features() followed by lm_head."""
+        if idx.shape[1] > self.block_size:
+            raise ValueError(f"sequence of length {idx.shape[1]} is longer than block_size={self.block_size}")
+        pos = torch.arange(idx.shape[1], device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
+        for block in self.transformer.h:
+            x = block(x)
+        return self.transformer.ln_f(x)  # (B, T, C)
+
 
 def flops_per_token(config: GPTConfig, n_params: int) -> float:
     """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 * L * C * T."""
