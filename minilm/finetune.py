@@ -481,7 +481,7 @@ class ReviewRecipe:
 
 REVIEW_RECIPES: dict[str, ReviewRecipe] = {
     "smoke": ReviewRecipe(300, 1, 2, 32, 32, 0.0, 8, 20, 3e-3),
-    "cpu": ReviewRecipe(1024, 4, 4, 128, 64, 0.1, 32, 2000, 2e-3),
+    "cpu": ReviewRecipe(1024, 3, 4, 128, 64, 0.1, 16, 1500, 3e-3),
     "gpu": ReviewRecipe(2048, 6, 6, 384, 64, 0.2, 64, 4000, 1e-3),
 }
 
@@ -517,8 +517,8 @@ def review_gpt(preset: str, device: torch.device | str = "cpu", split: dict[str,
     recipe = review_recipe(preset)
     split = split or rt_polarity_split()
     text = "\n".join(split["train"].texts) + "\n"
-    key = hashlib.sha256(json.dumps([asdict(recipe), seed, SPLIT_SEED, 1,
-                                     [f.sha256 for f in datasets.DATASETS["rt-polarity"].files]]).encode())
+    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()  # the very text it learns from
+    key = hashlib.sha256(json.dumps([asdict(recipe), seed, 1, text_sha]).encode())
     path = datasets.cache_root() / "models" / f"rt-polarity-lm-{preset}-{key.hexdigest()[:10]}.pt"
     tok_path = path.with_suffix(".tokenizer.json")
     if path.exists() and tok_path.exists():
@@ -561,3 +561,43 @@ def fresh_twin(gpt: GPT, seed: int = 1337) -> GPT:
     if hasattr(gpt, "tokenizer_fingerprint"):
         twin.tokenizer_fingerprint = gpt.tokenizer_fingerprint
     return twin
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """How long and how fast each way of fine-tuning trains, per preset (set on the val split, never test)."""
+
+    batch_size: int
+    epochs: float  # passes over the labelled examples ...
+    min_steps: int  # ... but at least this many steps (100 labels) ...
+    max_steps: int  # ... and at most this many (all labels)
+    lr: dict[str, float]  # peak learning rate per mode: "scratch", "full", "head", "lora", "encoder"
+
+
+FINETUNE_RECIPES: dict[str, FinetuneRecipe] = {
+    "smoke": FinetuneRecipe(8, 1.0, 4, 8, {"scratch": 1e-3, "full": 5e-4, "head": 3e-3, "lora": 3e-3,
+                                            "encoder": 1e-3, "probe": 1e-2}),
+    "cpu": FinetuneRecipe(16, 3.0, 60, 400, {"scratch": 1e-3, "full": 5e-4, "head": 3e-3, "lora": 3e-3,
+                                              "encoder": 1e-3, "probe": 1e-2}),
+    "gpu": FinetuneRecipe(32, 4.0, 100, 1500, {"scratch": 1e-3, "full": 3e-4, "head": 3e-3, "lora": 2e-3,
+                                                "encoder": 5e-4, "probe": 1e-2}),
+}
+
+
+def finetune_config(preset: str, n_labels: int, mode: str, progress: bool = False,
+                    max_steps: int | None = None) -> TrainConfig:
+    """The TrainConfig of one fine-tuning run: steps from the number of labels, lr from the mode."""
+    r = FINETUNE_RECIPES[preset]
+    if mode not in r.lr:
+        raise ValueError(f"mode={mode!r}; use one of {', '.join(r.lr)}")
+    steps = max_steps or int(min(r.max_steps, max(r.min_steps, r.epochs * n_labels / r.batch_size)))
+    lr = r.lr[mode]
+    return TrainConfig(max_steps=steps, learning_rate=lr, min_lr=lr / 10, warmup_steps=max(1, steps // 10),
+                       eval_interval=steps, eval_iters=4, weight_decay=0.01, progress=progress)
+
+
+def split_tensors(split: dict[str, Split], encode: Callable[[list[str]], torch.Tensor], n_classes: int = 2,
+                  train: Split | None = None) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{part: (X, y)} for every part, X by `encode(texts)`; `train` replaces the train part (a subsample)."""
+    parts = dict(split, **({"train": train} if train is not None else {}))
+    return {k: (encode(v.texts), check_labels(v.labels, n_classes)) for k, v in parts.items()}

@@ -44,7 +44,7 @@ def minilm_encoder(device: torch.device | str | None = None):
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
-        raise PretrainedUnavailable(f"sentence-transformers is missing: run `{HF_EXTRA}`") from e
+        raise PretrainedUnavailable(f"sentence-transformers cannot be imported ({e}): run `{HF_EXTRA}`") from e
     return SentenceTransformer(str(path), device=str(device) if device is not None else "cpu")
 
 
