@@ -27,16 +27,30 @@ from pathlib import Path
 # shadow Hugging Face's `tokenizers` package (transformers imports it): drop that entry.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import torch  # noqa: E402
+import torch
 
 from minilm.finetune import (
-    FINETUNE_RECIPES, GPTClassifier, LinearProbe, Split, accuracy, confusion_matrix, encode_for,
-    encode_texts, finetune, finetune_config, fresh_twin, predict, prepare, review_gpt, rt_polarity_split,
-    split_tensors, subsample,
-)  # noqa: E402
-from minilm.lora import count_parameters  # noqa: E402
-from minilm.presets import preset as active_preset  # noqa: E402
-from minilm.pretrained import PretrainedUnavailable, minilm_classifier  # noqa: E402
+    FINETUNE_RECIPES,
+    GPTClassifier,
+    LinearProbe,
+    Split,
+    accuracy,
+    confusion_matrix,
+    encode_for,
+    encode_texts,
+    finetune,
+    finetune_config,
+    fresh_twin,
+    predict,
+    prepare,
+    review_gpt,
+    rt_polarity_split,
+    split_tensors,
+    subsample,
+)
+from minilm.lora import count_parameters
+from minilm.presets import preset as active_preset
+from minilm.pretrained import PretrainedUnavailable, minilm_classifier
 
 LABEL_COUNTS = (100, 1000, None)  # None: every training label
 

@@ -448,7 +448,7 @@ def finetune(model: nn.Module, data: dict[str, tuple[torch.Tensor, torch.Tensor]
     if "train" not in data or "val" not in data:
         raise ValueError(f"data needs 'train' and 'val' parts, got {sorted(data)} (never tune on 'test')")
     n_classes = getattr(model, "n_classes", None) or model.head.out_features
-    for split, (_, y) in data.items():
+    for _, y in data.values():
         check_labels(y.tolist(), n_classes)
     model.to(device)
     get, generator = classification_batches({k: data[k] for k in ("train", "val")}, batch_size, device, seed)

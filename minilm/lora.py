@@ -171,7 +171,7 @@ def mark_only_lora_trainable(model: nn.Module, keep: str | None = None) -> None:
     """Freeze every parameter except the LoRA matrices and those whose name matches `keep` (e.g. a head)."""
     keep_re = re.compile(keep) if keep else None
     for name, p in model.named_parameters():
-        is_lora = name.endswith("lora_A") or name.endswith("lora_B")
+        is_lora = name.endswith(("lora_A", "lora_B"))
         p.requires_grad_(is_lora or bool(keep_re and keep_re.search(name)))
 
 

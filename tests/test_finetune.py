@@ -185,7 +185,7 @@ def test_benchmark_quick(tmp_path):
     out = tmp_path / "figures.json"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "finetune.py"), "--quick", "--skip-minilm",
-                           "--json", str(out)], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+                           "--json", str(out)], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "target >= 0.75" in proc.stdout and "Pang and Lee 2005" in proc.stdout
     figures = json.loads(out.read_text())

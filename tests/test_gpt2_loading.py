@@ -11,7 +11,7 @@ from minilm.pretrained import PretrainedUnavailable, gpt_from_hf, load_gpt2
 transformers = pytest.importorskip("transformers")
 
 # odd sizes everywhere: a transpose or a split done wrong cannot hide behind a square matrix
-ODD = dict(n_embd=48, n_head=3, n_layer=3, vocab_size=101, n_positions=37)
+ODD = {"n_embd": 48, "n_head": 3, "n_layer": 3, "vocab_size": 101, "n_positions": 37}
 
 
 def random_gpt2(seed: int = 0, **overrides):

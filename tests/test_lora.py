@@ -7,7 +7,12 @@ import torch
 from torch import nn
 
 from minilm.lora import (
-    LoRALinear, apply_lora, count_parameters, mark_only_lora_trainable, merge_lora, unmerge_lora,
+    LoRALinear,
+    apply_lora,
+    count_parameters,
+    mark_only_lora_trainable,
+    merge_lora,
+    unmerge_lora,
 )
 from minilm.models.gpt import GPT, GPTConfig
 
