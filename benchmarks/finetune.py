@@ -93,7 +93,7 @@ def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool) -
                 "steps": cfg.max_steps, "memory_mb": res.memory_bytes / 2**20,
                 "confusion": confusion_matrix(pred, data["test"][1], 2).tolist()}
 
-    print("\n  labels   from scratch   pretrained   gap (test accuracy; val in brackets)")
+    print("\n  labels   from scratch   pretrained   gap (test accuracy; val in brackets)", flush=True)
     counts = sorted({min(n, len(split["train"])) for n in LABEL_COUNTS if n is not None})
     for n in [c for c in counts if c < len(split["train"])] + [None]:
         scratch, pre = one("scratch", n, False), one("full", n, True)
@@ -103,7 +103,7 @@ def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool) -
     figures["modes"]["full"] = figures["gap"][-1]["pretrained"]
     for mode in ("head", "lora"):
         figures["modes"][mode] = one(mode, None, True)
-    print("\n  mode    trainable params   test acc   val acc   train s   step memory MB")
+    print("\n  mode    trainable params   test acc   val acc   train s   step memory MB", flush=True)
     for mode in ("head", "full", "lora"):
         m = figures["modes"][mode]
         print(f"  {mode:<6} {m['trainable']:>12,} {100 * m['trainable'] / m['total']:5.1f}%   {m['test_acc']:.3f}"
@@ -150,7 +150,7 @@ def run_minilm(preset: str, split: dict[str, Split], device: str, progress: bool
     out["lora"] = {"test_acc": accuracy(predict(clf, data["test"][0], 128), data["test"][1]),
                    "val_acc": accuracy(predict(clf, data["val"][0], 128), data["val"][1]),
                    "trainable": trainable, "total": total, "seconds": res.seconds, "steps": cfg.max_steps}
-    print("  MiniLM          trainable params   test acc   val acc   wall s")
+    print("  MiniLM          trainable params   test acc   val acc   wall s", flush=True)
     for k in ("frozen", "lora"):
         m = out[k]
         print(f"  {k:<14} {m['trainable']:>12,}       {m['test_acc']:.3f}     {m['val_acc']:.3f}   {m['seconds']:6.1f}")
@@ -162,20 +162,26 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smoke recipe on a few hundred examples (seconds)")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--skip-minilm", action="store_true", help="leave out the MiniLM encoder part")
+    parser.add_argument("--only", choices=["gpt", "minilm"], help="run one part only")
     args = parser.parse_args()
     preset = "smoke" if args.quick else active_preset().name
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}, preset {preset}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}, preset {preset}", flush=True)
     split = rt_polarity_split()
-    print("split (fixed, seeded): " + ", ".join(f"{k} {len(v):,}" for k, v in split.items()))
-    small = _cap(split, 160) if args.quick else split
+    print("split (fixed, seeded): " + ", ".join(f"{k} {len(v):,}" for k, v in split.items()), flush=True)
+    small = _cap(split, 96) if args.quick else split
     t0 = time.perf_counter()
-    print("\n[gpt] GPT-1's recipe: pretrain on the train-split review text, then fine-tune")
-    figures = {"preset": preset, "gpt": run_gpt(preset, small, device, progress=False)}
-    if not args.skip_minilm:
-        print("\n[minilm] all-MiniLM-L6-v2, offline")
-        figures["minilm"] = run_minilm(preset, small, device, False, 64 if args.quick else 2000)
+    figures: dict = {"preset": preset}
+    if args.only != "minilm":
+        print("\n[gpt] GPT-1's recipe: pretrain on the train-split review text, then fine-tune", flush=True)
+        figures["gpt"] = run_gpt(preset, small, device, progress=False)
+    if not args.skip_minilm and args.only != "gpt":
+        print("\n[minilm] all-MiniLM-L6-v2, offline", flush=True)
+        figures["minilm"] = run_minilm(preset, small, device, False, 32 if args.quick else 2000)
     figures["seconds"] = time.perf_counter() - t0
+    if "gpt" not in figures:
+        _write(args.json, figures)
+        return 0
 
     g = figures["gpt"]
     at1000 = next(row for row in g["gap"] if row["labels"] == min(1000, len(small["train"])))
@@ -187,7 +193,7 @@ def main() -> int:
         "lora_within_2pts_of_full": lora["test_acc"] >= full["test_acc"] - 0.02,
         "lora_trainable<=5%_of_full": lora["trainable"] <= 0.05 * full["trainable"],
     }
-    print("\n[targets]" + (" (--quick: the smoke recipe, figures mean nothing)" if args.quick else ""))
+    print("\n[targets]" + (" (--quick: the smoke recipe, figures mean nothing)" if args.quick else ""), flush=True)
     print(f"  pretrained + fine-tuned GPT, test accuracy {best['test_acc']:.3f}   target >= 0.75; references: "
           f"Naive Bayes / SVM ~0.77 (Pang and Lee 2005), CNN from scratch ~0.76 (Kim 2014)"
           f"{_mark(checks['pretrained_test_acc>=0.75'])}")
@@ -202,12 +208,16 @@ def main() -> int:
         print(f"  MiniLM frozen + head {mm['frozen']['test_acc']:.3f}, LoRA {mm['lora']['test_acc']:.3f} "
               f"(expect well above our GPT's {best['test_acc']:.3f})")
     figures["checks"] = checks
-    print(f"\ntotal {figures['seconds']:.0f} s. Timings compare only on a quiet machine of the same kind.")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=1) + "\n")
-        print(f"figures written to {args.json}")
+    print(f"\ntotal {figures['seconds']:.0f} s. Timings compare only on a quiet machine of the same kind.", flush=True)
+    _write(args.json, figures)
     return 0
+
+
+def _write(path: Path | None, figures: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=1) + "\n")
+        print(f"figures written to {path}")
 
 
 if __name__ == "__main__":
