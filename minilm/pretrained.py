@@ -21,6 +21,9 @@ from torch import nn
 HF_EXTRA = "pip install 'minilm[hf]'"
 
 
+_OFFLINE_SET_HERE = False  # True once minilm_encoder() set HF_HUB_OFFLINE itself
+
+
 class PretrainedUnavailable(RuntimeError):
     """A pretrained model cannot be loaded here (package missing, or no network for the Hub)."""
 
@@ -39,8 +42,11 @@ def minilm_path() -> Path:
 
 def minilm_encoder(device: torch.device | str | None = None):
     """The all-MiniLM-L6-v2 SentenceTransformer on `device`, loaded offline (HF_HUB_OFFLINE=1)."""
+    global _OFFLINE_SET_HERE
     path = minilm_path()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for the Hub: the files are local
+    if "HF_HUB_OFFLINE" not in os.environ:  # never reach for the Hub: the files are local
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        _OFFLINE_SET_HERE = True  # load_gpt2 may still download: the user did not ask for offline
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
@@ -94,6 +100,17 @@ def gpt_from_hf(hf_model: nn.Module):
     return model.eval()
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether huggingface.co answers on port 443 within `timeout` seconds (no hanging when offline)."""
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def load_gpt2(name: str = "gpt2", device: torch.device | str | None = None):
     """(minilm GPT with the real GPT-2 weights `name`, its Hugging Face tokenizer), from the Hub or its cache.
 
@@ -103,18 +120,27 @@ def load_gpt2(name: str = "gpt2", device: torch.device | str | None = None):
         from transformers import AutoTokenizer, GPT2LMHeadModel
     except ImportError as e:
         raise PretrainedUnavailable(f"loading GPT-2 needs the package transformers: run `{HF_EXTRA}`") from e
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    user_offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and not _OFFLINE_SET_HERE
+    cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    saved = constants.HF_HUB_OFFLINE
     try:
+        if not user_offline and not cached and not _hub_reachable():
+            raise ConnectionError("huggingface.co:443 did not answer within 3 s")
+        constants.HF_HUB_OFFLINE = user_offline or (cached and not _hub_reachable())
         hf = GPT2LMHeadModel.from_pretrained(name)
         tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as e:  # offline: OSError / connection errors of every kind; bad name: OSError
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        why = ("HF_HUB_OFFLINE is set, so the Hub is never contacted" if offline else
+        why = ("HF_HUB_OFFLINE is set, so the Hub is never contacted" if user_offline else
                "the Hugging Face Hub could not be reached (no internet?)")
         raise PretrainedUnavailable(
             f"the GPT-2 weights {name!r} are not available here: {why}, and they are not in the local "
             f"Hugging Face cache ({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}). "
             "They download once (about 500 MB for 'gpt2') on a machine with internet, e.g. Colab."
         ) from e
+    finally:
+        constants.HF_HUB_OFFLINE = saved
     model = gpt_from_hf(hf)
     if device is not None:
         model = model.to(device)

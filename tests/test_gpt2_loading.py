@@ -67,3 +67,13 @@ def test_load_gpt2_offline_says_why(monkeypatch):
         assert "GPT-2" in str(e) and "HF_HUB_OFFLINE" in str(e)
     else:  # the weights were in this machine's Hugging Face cache: then they must be the real thing
         pass
+
+
+def test_load_gpt2_without_network_fails_fast_and_says_why(monkeypatch):
+    import minilm.pretrained as pretrained
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(pretrained, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
+    with pytest.raises(PretrainedUnavailable, match="could not be reached.*Colab"):
+        load_gpt2("gpt2")
