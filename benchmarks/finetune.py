@@ -66,7 +66,7 @@ def _mark(ok: bool) -> str:
 def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool) -> dict:
     """Pretrained vs from scratch at 100 / 1,000 / all labels, then head / full / LoRA."""
     t0 = time.perf_counter()
-    gpt, tok, hist = review_gpt(preset, device, split=split, progress=progress)
+    gpt, tok, hist = review_gpt(preset, device, split=split, progress=True)  # a bar: pretraining takes minutes
     print(f"  review GPT: {gpt.num_params():,} parameters, BPE {tok.vocab_size} tokens, "
           f"LM val loss {hist.val_loss[-1]:.3f} ({time.perf_counter() - t0:.0f} s incl. loading/pretraining)")
     pretrained_state = {k: v.clone() for k, v in gpt.state_dict().items()}
