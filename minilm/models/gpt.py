@@ -118,22 +118,7 @@ class GPT(nn.Module):
         cached ones: they take positions length .. length + T - 1 and the cache advances by T.
         Positions are learned (wpe), so length + T may not pass block_size (notebook 06's policy:
         `minilm.generation.CachedDecoder` re-prefills from the last half block)."""
-        T = idx.shape[1]  # idx is (B, T)
-        start = 0 if kv_cache is None else kv_cache.length
-        if start + T > self.block_size:
-            where = "" if kv_cache is None else f" after the {start} cached positions"
-            raise ValueError(f"sequence of length {T}{where} is longer than block_size={self.block_size}")
-        if kv_cache is not None and kv_cache.batch_size != idx.shape[0]:
-            raise ValueError(f"idx has batch {idx.shape[0]} but the KV cache was built for {kv_cache.batch_size}")
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
-        x = self.transformer.drop(x)
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, kv_cache, i)  # (B, T, C)
-        if kv_cache is not None:
-            kv_cache.advance(T)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = self.lm_head(self.features(idx, kv_cache))  # (B, T, V)
         return logits, lm_loss(logits, targets)  # mean cross-entropy, -1 targets ignored
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None,
@@ -157,6 +142,26 @@ class GPT(nn.Module):
             x = block(x)
         return maps
 
+    def features(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> torch.Tensor:
+        """idx (B, T) int64 -> the final hidden states (B, T, C), after ln_f and before lm_head.
+
+        forward() is features() followed by lm_head; a classification head (07) reads these. With
+        `kv_cache`, idx holds the tokens after the cached ones (see forward) and the cache advances."""
+        T = idx.shape[1]  # idx is (B, T)
+        start = 0 if kv_cache is None else kv_cache.length
+        if start + T > self.block_size:
+            where = "" if kv_cache is None else f" after the {start} cached positions"
+            raise ValueError(f"sequence of length {T}{where} is longer than block_size={self.block_size}")
+        if kv_cache is not None and kv_cache.batch_size != idx.shape[0]:
+            raise ValueError(f"idx has batch {idx.shape[0]} but the KV cache was built for {kv_cache.batch_size}")
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C)
+        x = self.transformer.drop(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache, i)  # (B, T, C)
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        return self.transformer.ln_f(x)  # (B, T, C)
 
 def flops_per_token(config: GPTConfig, n_params: int) -> float:
     """Training FLOPs per token (forward + backward), PaLM appendix B: 6N + 12 * L * C * T."""

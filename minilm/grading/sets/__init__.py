@@ -14,6 +14,7 @@ SET_MODULES = {
     "04_attention": "s04_attention",
     "05_pretraining": "s05_pretraining",
     "06_generation": "s06_generation",
+    "07_fine_tuning": "s07_fine_tuning",
 }
 
 

@@ -1,0 +1,193 @@
+"""Fine-tuning (minilm.finetune): the fixed split, padding and pooling, the training contract, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from minilm import finetune as ft
+from minilm.models.gpt import GPT, GPTConfig
+from minilm.tokenizers import BPETokenizer, CharTokenizer
+from minilm.training import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def split():
+    return ft.rt_polarity_split()
+
+
+def test_split_is_fixed_and_disjoint(split):
+    assert {k: len(v) for k, v in split.items()} == {"train": 8480, "val": 1135, "test": 1047}
+    sets = {k: set(v.texts) for k, v in split.items()}
+    assert not sets["train"] & sets["val"] and not sets["train"] & sets["test"] and not sets["val"] & sets["test"]
+    assert all(len(sets[k]) == len(split[k]) for k in split)  # no duplicates inside a part either
+    digest = hashlib.sha256("\n".join(split["test"].texts).encode()).hexdigest()[:12]
+    again = ft.rt_polarity_split()
+    assert again["test"].texts == split["test"].texts and again["train"].labels == split["train"].labels
+    assert hashlib.sha256("\n".join(again["test"].texts).encode()).hexdigest()[:12] == digest
+    for part in split.values():  # both classes in every part, roughly balanced
+        assert 0.45 < sum(part.labels) / len(part) < 0.55
+
+
+def test_split_does_not_depend_on_order():
+    full = ft.Split([f"text {i}" for i in range(300)], [i % 2 for i in range(300)])
+    shuffled = ft.Split(full.texts[::-1], full.labels[::-1])
+    a, b = ft.make_split(full), ft.make_split(shuffled)
+    assert set(a["test"].texts) == set(b["test"].texts)
+
+
+def test_subsample_is_balanced_and_seeded(split):
+    s = ft.subsample(split["train"], 100, seed=0)
+    assert len(s) == 100 and sum(s.labels) == 50
+    assert s.texts == ft.subsample(split["train"], 100, seed=0).texts
+    assert set(s.texts) <= set(split["train"].texts)
+
+
+def tiny(vocab: int = 40, block: int = 12) -> GPT:
+    torch.manual_seed(0)
+    return GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=2, n_head=2, n_embd=16)).eval()
+
+
+def test_encode_pads_once_and_truncates():
+    tok = CharTokenizer.from_text("abcdefgh ")
+    X = ft.encode_texts(["abc", "a", "abcdefgh abcdefgh"], tok, block_size=8)
+    assert X.shape == (3, 8)
+    assert X[0, 3:].eq(ft.PAD).all() and X[1, 1:].eq(ft.PAD).all() and X[2].ge(0).all()
+    assert ft.encode_texts(["ab", "a"], tok, block_size=8).shape == (2, 2)  # padded to the longest
+    with pytest.raises(ValueError, match="17 tokens long.*block_size=8.*truncate=True"):
+        ft.encode_texts(["abcdefgh abcdefgh"], tok, block_size=8, truncate=False)
+    with pytest.raises(ValueError, match="no tokens"):
+        ft.encode_texts([""], tok, block_size=8)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_pooling_under_the_padding_mask_ignores_padding(pooling):
+    gpt = tiny()
+    clf = ft.GPTClassifier(gpt, 3, pooling=pooling).eval()
+    seqs = [[1, 2, 3, 4, 5], [7, 8], [9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]]
+    X = torch.full((3, 12), ft.PAD)
+    for i, s in enumerate(seqs):
+        X[i, : len(s)] = torch.tensor(s)
+    batched, _ = clf(X)
+    for i, s in enumerate(seqs):
+        alone, _ = clf(torch.tensor([s]))
+        torch.testing.assert_close(batched[i], alone[0], atol=1e-5, rtol=1e-5)
+    h = gpt.features(torch.tensor([seqs[0]]))
+    expected = h[0, -1] if pooling == "last" else h[0].mean(0)
+    torch.testing.assert_close(ft.pool(gpt.features(X.clamp(min=0))[:1], X[:1] >= 0, pooling)[0], expected)
+
+
+def test_last_token_pool_any_mask():
+    h = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
+    mask = torch.tensor([[True, True, False, False], [True, False, True, False]])
+    assert ft.last_token_pool(h, mask).flatten().tolist() == [1.0, 6.0]
+    with pytest.raises(ValueError, match="no real token"):
+        ft.last_token_pool(h, torch.zeros(2, 4, dtype=torch.bool))
+
+
+def test_accuracy_and_confusion_matrix():
+    pred, labels = torch.tensor([0, 1, 1, 2, 0]), torch.tensor([0, 1, 0, 2, 2])
+    assert ft.accuracy(pred, labels) == pytest.approx(0.6)
+    assert ft.confusion_matrix(pred, labels, 3).tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 1]]
+
+
+def test_labels_outside_the_classes_are_refused():
+    with pytest.raises(ValueError, match=r"0 \.\. 1 .*label 2 at position 1"):
+        ft.check_labels([0, 2, 1], 2)
+    with pytest.raises(ValueError, match="label -1"):
+        ft.check_labels([-1], 2)
+
+
+def test_tokenizer_not_matching_the_checkpoint_is_refused():
+    text = "the film is good and the film is bad " * 20
+    bpe = BPETokenizer.train(text, 260)
+    other = BPETokenizer.train(text[::-1], 260)
+    gpt = tiny(vocab=260)
+    gpt.tokenizer_fingerprint = ft.tokenizer_fingerprint(bpe)
+    ft.encode_for(gpt, bpe, ["the film"])  # the right one passes
+    with pytest.raises(ValueError, match="260 rows|not the tokenizer"):
+        ft.encode_for(tiny(vocab=40), bpe, ["the film"])
+    with pytest.raises(ValueError, match="has 65 tokens but the checkpoint's embedding has 260 rows"):
+        ft.check_tokenizer(gpt, CharTokenizer([chr(i) for i in range(32, 97)]))
+    with pytest.raises(ValueError, match="right size but is not the one"):
+        ft.encode_for(gpt, other, ["the film"])
+
+
+def test_lora_pattern_matching_nothing_is_refused():
+    clf = ft.GPTClassifier(tiny(), 2)
+    with pytest.raises(ValueError, match="matches no Linear layer"):
+        ft.prepare(clf, "lora", lora_pattern=r"self\.query")
+
+
+@pytest.mark.parametrize("mode", ["head", "full", "lora"])
+def test_finetune_through_the_one_loop_learns_and_freezes(mode):
+    """A toy task (label = is token 5 in the text) learnt by train(); frozen weights stay as they were."""
+    torch.manual_seed(0)
+    X = torch.randint(6, 40, (256, 10))
+    y = torch.randint(0, 2, (256,))
+    X[y == 1, torch.randint(0, 10, (int(y.sum()),))] = 5
+    X[:, 8:] = torch.where(torch.rand(256, 2) < 0.5, ft.PAD, X[:, 8:])
+    X[:, 9] = torch.where(X[:, 8] == ft.PAD, ft.PAD, X[:, 9])  # padding only at the end
+    data = {"train": (X[:192], y[:192]), "val": (X[192:], y[192:])}
+    gpt = tiny()
+    clf = ft.GPTClassifier(gpt, 2, pooling="mean", dropout=0.0)
+    trainable, total = ft.prepare(clf, mode)
+    wte = gpt.transformer.wte.weight.detach().clone()
+    cfg = TrainConfig(max_steps=80, learning_rate=3e-3, eval_interval=60, eval_iters=2, progress=False)
+    result = ft.finetune(clf, data, cfg, batch_size=32, device="cpu")
+    assert result.history.val_loss[-1] < result.history.val_loss[0]
+    assert result.trainable == trainable and result.memory_bytes > 0
+    assert torch.equal(gpt.transformer.wte.weight, wte) == (mode != "full")
+    if mode == "head":
+        assert trainable == 16 * 2 + 2
+    if mode == "lora":
+        assert trainable < 0.2 * total
+
+
+def test_finetune_refuses_bad_labels():
+    clf = ft.GPTClassifier(tiny(), 2)
+    X = torch.randint(0, 40, (8, 4))
+    with pytest.raises(ValueError, match="label 3"):
+        ft.finetune(clf, {"train": (X, torch.tensor([0, 1, 3, 0, 1, 0, 1, 0])), "val": (X, torch.zeros(8).long())},
+                    TrainConfig(max_steps=1, progress=False), 4, "cpu")
+
+
+def test_minilm_encoder_offline(monkeypatch):
+    pytest.importorskip("sentence_transformers")
+    from minilm.pretrained import minilm_classifier
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    clf, tok = minilm_classifier(2)
+    X = ft.encode_texts(["a gorgeous, moving film", "dull and far too long"], tok, 32)
+    assert X[:, 0].tolist() == [101, 101]  # [CLS]
+    with torch.no_grad():
+        feats = clf.eval().features(X)
+        logits, _ = clf(X)
+    assert feats.shape == (2, 384) and logits.shape == (2, 2)
+    # the same embeddings as sentence-transformers' own encode (mean pooling, then its Normalize module)
+    from minilm.pretrained import minilm_encoder
+
+    st = minilm_encoder()
+    ref = st.encode(["a gorgeous, moving film"], convert_to_tensor=True)
+    torch.testing.assert_close(torch.nn.functional.normalize(feats[:1], dim=-1), ref.cpu(), atol=1e-4, rtol=1e-4)
+
+
+def test_benchmark_quick(tmp_path):
+    out = tmp_path / "figures.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "finetune.py"), "--quick", "--skip-minilm",
+                           "--json", str(out)], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "target >= 0.75" in proc.stdout and "Pang and Lee 2005" in proc.stdout
+    figures = json.loads(out.read_text())
+    assert {row["labels"] for row in figures["gpt"]["gap"]} and set(figures["gpt"]["modes"]) == {"head", "full", "lora"}
+    assert 0.0 <= figures["gpt"]["modes"]["lora"]["test_acc"] <= 1.0
