@@ -105,15 +105,15 @@ class ExperimentConfig:
     canary_insertions: tuple[int, ...]  # one canary per entry; 0 = a control never inserted
     stages: tuple[int, ...]  # training steps at which the run is stopped, cached and measured
     n_random: int  # random candidates a canary is ranked among
-    prefix_len: int = 16  # memorisation probe: characters given
-    cont_len: int = 12  # memorisation probe: characters to reproduce
+    prefix_len: int = 20  # memorisation probe: characters given
+    cont_len: int = 10  # memorisation probe: characters to reproduce
     probe_lines: int = 400  # training and held-out lines the memorisation probe uses (each)
 
 
 CONFIGS = {
-    "smoke": ExperimentConfig(8_000, 6, (0, 1, 4), (10, 20), 49, probe_lines=40),
-    "cpu": ExperimentConfig(100_000, 60, (0, 1, 4, 16, 64), (500, 1000, 1500, 2000), 999),
-    "gpu": ExperimentConfig(300_000, 200, (0, 1, 4, 16, 64, 256), (1000, 2000, 3000, 4000, 5000), 9999),
+    "smoke": ExperimentConfig(4_000, 6, (0, 1, 4), (10, 20), 49, probe_lines=40),
+    "cpu": ExperimentConfig(30_000, 150, (0, 1, 4, 16, 64), (500, 1000, 1500, 2000), 999),
+    "gpu": ExperimentConfig(100_000, 400, (0, 1, 4, 16, 64, 256), (1000, 2000, 3000, 4000, 5000), 9999),
 }
 
 
@@ -159,3 +159,46 @@ def build_corpora(cfg: ExperimentConfig, text: str | None = None, seed: int = 0)
     return Corpora("\n".join(lines), "\n".join(augment(lines)), val_text, p_he, canaries,
                    rng.sample(train_probe, min(cfg.probe_lines, len(train_probe))),
                    rng.sample(held_probe, min(cfg.probe_lines, len(held_probe))))
+
+
+DIGITS = "0123456789"
+
+
+def experiment_tokenizer(corpora: Corpora):
+    """One character vocabulary for both corpora, the held-out text and every canary candidate."""
+    from ..tokenizers import CharTokenizer
+
+    return CharTokenizer.from_text(corpora.train_text + corpora.cda_text + corpora.val_text + DIGITS)
+
+
+def experiment_recipe(preset: str, vocab_size: int, cfg: ExperimentConfig):
+    """The zoo's GPT recipe of `preset` with the preset's "small" model ("medium" on the gpu preset), trained
+    for the experiment's last stage."""
+    from dataclasses import replace
+
+    from ..zoo import Recipe, gpt_config_for, recipe_for
+
+    recipe = recipe_for(preset, vocab_size)
+    model = gpt_config_for(preset, vocab_size, "medium" if preset == "gpu" else "small")
+    return Recipe(model, replace(recipe.train, max_steps=cfg.stages[-1]), recipe.batch_size)
+
+
+def train_models(preset: str, device=None, progress: bool = True):
+    """(config, corpora, tokenizer, [(model, history)] at each stage of the skewed run, (model, history) of
+    the augmented run): notebook 08's training runs, from the model cache when they ran before."""
+    import torch
+
+    from ..zoo import load_or_train, train_stages
+
+    cfg = experiment_config(preset)
+    corpora = build_corpora(cfg)
+    tok = experiment_tokenizer(corpora)
+    recipe = experiment_recipe(preset, tok.vocab_size, cfg)
+    enc = lambda s: torch.tensor(tok.encode(s), dtype=torch.long)  # noqa: E731
+    val = enc(corpora.val_text)
+    skewed = train_stages("bias-skewed", recipe, enc(corpora.train_text), val, tok, list(cfg.stages),
+                          extra={"corpus": digest(corpora.train_text)}, preset=preset, device=device,
+                          progress=progress)
+    cda = load_or_train("bias-cda", recipe, enc(corpora.cda_text), val, tok,
+                        extra={"corpus": digest(corpora.cda_text)}, preset=preset, device=device, progress=progress)
+    return cfg, corpora, tok, skewed, cda

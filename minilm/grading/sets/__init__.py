@@ -13,6 +13,7 @@ SET_MODULES = {
     "03_rnn_lstm": "s03_rnn_lstm",
     "04_attention": "s04_attention",
     "05_pretraining": "s05_pretraining",
+    "08_bias": "s08_bias",
 }
 
 
