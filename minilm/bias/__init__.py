@@ -18,12 +18,12 @@ from .likelihood import (Pair, PairedResult, SentenceScore, bootstrap_ci, load_p
 from .memorisation import (Canary, canary_exposure, exact_continuation_rate, exposure_from_rank,
                            insert_canaries, make_canaries, rank_of)
 from .templates import (check_template, load_occupations, load_winobias_pairs, pronoun_probe, winobias_gap)
-from .weat import CALISKAN_GLOVE, WEAT_TESTS, effect_size, load_weat, p_value, seat, weat, weat_test
+from .weat import CALISKAN_GLOVE, SEAT_TEMPLATES, WEAT_TESTS, effect_size, load_weat, p_value, seat, weat, weat_test
 
 __all__ = [
     "GENDER_PAIRS", "augment", "swap_gendered", "Pair", "PairedResult", "SentenceScore", "bootstrap_ci",
     "load_pairs", "paired_preference", "score_sentences", "token_log_probs", "Canary", "canary_exposure",
     "exact_continuation_rate", "exposure_from_rank", "insert_canaries", "make_canaries", "rank_of",
     "check_template", "load_occupations", "load_winobias_pairs", "pronoun_probe", "winobias_gap",
-    "CALISKAN_GLOVE", "WEAT_TESTS", "effect_size", "load_weat", "p_value", "seat", "weat", "weat_test",
+    "CALISKAN_GLOVE", "SEAT_TEMPLATES", "WEAT_TESTS", "effect_size", "load_weat", "p_value", "seat", "weat", "weat_test",
 ]
