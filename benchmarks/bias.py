@@ -29,6 +29,9 @@ import sys
 import time
 from pathlib import Path
 
+# run as a script, this folder is sys.path[0], and its tokenizers.py would shadow Hugging Face's `tokenizers`
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 TARGET_R = 0.8
 TARGET_GAP_RATIO = 0.5
 TARGET_VAL_RISE = 0.05

@@ -16,6 +16,8 @@ from minilm.bias import (Pair, canary_exposure, check_template, effect_size, exa
                          exposure_from_rank, load_pairs, make_canaries, p_value, paired_preference,
                          pronoun_probe, rank_of, score_sentences, seat, swap_gendered, token_log_probs, weat)
 from minilm.bias.counterfactual import augment
+from minilm.bias.likelihood import preference
+from minilm.bias.memorisation import exact_match_rate
 from minilm.bias.experiment import fit_skew, mix_lines, skewed_sentences
 from minilm.bias.weat import seat_sentences
 from minilm.models.gpt import GPT, GPTConfig
@@ -34,6 +36,7 @@ def tiny_gpt(vocab: int, block: int = 16, seed: int = 0) -> GPT:
     return GPT(GPTConfig(block_size=block, vocab_size=vocab, n_layer=2, n_head=2, n_embd=16, dropout=0.0)).eval()
 
 
+@torch.no_grad()
 def direct_log_probs(model, ids, block):
     """log p(ids[t] | ids[max(0, t - block):t]) one target at a time, by hand."""
     out = []
@@ -44,6 +47,7 @@ def direct_log_probs(model, ids, block):
     return out
 
 
+@torch.no_grad()
 def test_log_likelihood_matches_a_direct_computation(tok):
     model = tiny_gpt(tok.vocab_size, block=64)
     texts = ["the nurse said that she was late.", "He ran.", "x"]
@@ -311,3 +315,64 @@ def test_train_stages_are_snapshots_of_one_run_and_are_cached(tmp_path, monkeypa
     assert all(torch.equal(a, b) for a, b in zip(runs[1][0].state_dict().values(), again[1][0].state_dict().values()))
     with pytest.raises(ValueError, match="increasing"):
         zoo.train_stages("toy", recipe, data, data, tok, [12, 6])
+
+
+# ---------------------------------------------------------------- exercise set 08 and the benchmark
+
+
+def _swap_shortcut(text, pairs):
+    return swap_gendered(text, [tuple(p) for p in pairs])
+
+
+SHORTCUTS_08 = {  # each is right when nothing watches it, and each is refused by check()
+    "sentence_log_likelihood": lambda logits, t: -F.cross_entropy(logits, t, reduction="sum").item(),
+    "paired_preference": lambda more, less: preference(more, less),
+    "weat_effect_size": lambda X, Y, A, B: effect_size(X.numpy(), Y.numpy(), A.numpy(), B.numpy()),
+    "swap_words": _swap_shortcut,
+    "exact_match_rate": lambda g, r, p: exact_match_rate(g, r, p),
+    "canary_exposure": lambda c, cands: exposure_from_rank(rank_of(c, cands), len(cands) + 1),
+}
+
+
+def test_set_08_refuses_the_library_and_pytorch_shortcuts(capsys):
+    import copy
+
+    from minilm.grading import check
+    from minilm.grading.compare import decode, encode, same
+    from minilm.grading.sets import get_set
+
+    s = get_set("08")
+    assert sorted(SHORTCUTS_08) == sorted(ex.id for ex in s.exercises) and len(s.exercises) >= 5
+    for ex in s.exercises:
+        shortcut = SHORTCUTS_08[ex.id]
+        for case in ex.public:  # unwatched, the shortcut is a real answer
+            got = decode(encode(ex.call(shortcut, *copy.deepcopy(case.args))))
+            assert same(case.expected, got, ex.rtol, ex.atol)[0], (ex.id, case.args, got)
+        check(ex.id, shortcut)
+        out = capsys.readouterr().out
+        assert out.count("not allowed in this exercise") >= 1, (ex.id, out)
+
+
+def test_benchmark_quick_runs_and_reports_every_target(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "MINILM_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env.pop("MINILM_CHECKPOINT_DIR", None)
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "bias.py"), "--quick", "--json",
+                          str(tmp_path / "bias.json")], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for words in ("Pearson r", "target >= 0.8", "target <= 0.5", "target rise <= 0.05", "training", "held-out",
+                  "exposure", "flowers/insects"):
+        assert words in out.stdout, words
+    figures = json.loads((tmp_path / "bias.json").read_text())
+    exp = figures["experiment"]
+    assert exp["preset"] == "smoke" and exp["occupations"] == 40
+    assert [c["insertions"] for c in exp["canaries"]] == [0, 1, 4]
+    assert len(exp["memorisation"]) == 2
+    if "skipped" not in figures["weat"]:
+        assert figures["weat"]["flowers/insects"]["glove_d"] == 1.50

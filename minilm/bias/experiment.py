@@ -105,8 +105,8 @@ class ExperimentConfig:
     canary_insertions: tuple[int, ...]  # one canary per entry; 0 = a control never inserted
     stages: tuple[int, ...]  # training steps at which the run is stopped, cached and measured
     n_random: int  # random candidates a canary is ranked among
-    prefix_len: int = 20  # memorisation probe: characters given
-    cont_len: int = 10  # memorisation probe: characters to reproduce
+    prefix_len: int = 30  # memorisation probe: characters given
+    cont_len: int = 5  # memorisation probe: characters to reproduce (about one word)
     probe_lines: int = 400  # training and held-out lines the memorisation probe uses (each)
 
 

@@ -27,6 +27,18 @@ from ..generation import generate
 from .likelihood import Encoder, score_sentences
 
 
+def exact_matches(generated: torch.Tensor, reference: torch.Tensor, prefix_len: int) -> torch.Tensor:
+    """(N,) bool: rows of generated (N, P + K) whose tokens after the first prefix_len equal reference's."""
+    if generated.shape != reference.shape:
+        raise ValueError(f"generated {tuple(generated.shape)} and reference {tuple(reference.shape)} differ in shape")
+    return (generated[:, prefix_len:] == reference[:, prefix_len:]).all(dim=1)
+
+
+def exact_match_rate(generated: torch.Tensor, reference: torch.Tensor, prefix_len: int) -> float:
+    """Share of rows whose continuation (after prefix_len tokens) is exactly the reference's."""
+    return int(exact_matches(generated, reference, prefix_len).sum()) / generated.shape[0]
+
+
 @torch.no_grad()
 def exact_continuation_rate(model: torch.nn.Module, tokenizer: Encoder, lines: Sequence[str], prefix_len: int,
                             cont_len: int, batch_size: int = 256) -> float:
@@ -44,7 +56,7 @@ def exact_continuation_rate(model: torch.nn.Module, tokenizer: Encoder, lines: S
     for b in range(0, len(ids), batch_size):
         chunk = ids[b:b + batch_size].to(device)
         out = generate(model, chunk[:, :prefix_len], cont_len, temperature=0)  # (B, prefix + cont)
-        hits += int((out[:, prefix_len:] == chunk[:, prefix_len:]).all(dim=1).sum())
+        hits += int(exact_matches(out, chunk, prefix_len).sum())
     return hits / len(ids)
 
 
