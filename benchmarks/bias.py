@@ -75,7 +75,7 @@ def weat_figures(quick: bool) -> dict:
         encoder = minilm_encoder(device="cpu")
     except PretrainedUnavailable as err:
         return {"skipped": f"{err} (cause: {err.__cause__!r})"}
-    embed = lambda texts: encoder.encode(list(texts), batch_size=64, convert_to_numpy=True)  # noqa: E731
+    embed = lambda texts: encoder.encode(list(texts), batch_size=64, convert_to_numpy=True)
     sets = load_weat()
     n_perm = 1000 if quick else 10_000
     out = {}

@@ -15,6 +15,7 @@ recipe never loads a stale model. A first-time training run checkpoints as it go
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 from dataclasses import asdict, dataclass, fields, replace
@@ -255,7 +256,7 @@ def train_stages(
     cache_root()/models, like `model_path(name, preset, recipe, tok, extra)`; a model is loaded when
     it and its run checkpoint are both there, else trained. Notebook 08."""
     stages = list(stages)
-    if not stages or any(b <= a for a, b in zip(stages, stages[1:])) or stages[0] < 1:
+    if not stages or any(b <= a for a, b in itertools.pairwise(stages)) or stages[0] < 1:
         raise ValueError(f"stages must be increasing step counts >= 1, got {stages}")
     preset_name = preset or active_preset().name
     device = torch.device(device) if device is not None else get_device(verbose=False)

@@ -13,17 +13,75 @@ design: for evaluation only, never for training.
 """
 
 from .counterfactual import GENDER_PAIRS, augment, swap_gendered
-from .likelihood import (Pair, PairedResult, SentenceScore, bootstrap_ci, load_pairs, paired_preference,
-                         score_sentences, token_log_probs)
-from .memorisation import (Canary, canary_exposure, exact_continuation_rate, exposure_from_rank,
-                           insert_canaries, make_canaries, rank_of)
-from .templates import (check_template, load_occupations, load_winobias_pairs, pronoun_probe, winobias_gap)
-from .weat import CALISKAN_GLOVE, SEAT_TEMPLATES, WEAT_TESTS, effect_size, load_weat, p_value, seat, weat, weat_test
+from .likelihood import (
+                         Pair,
+                         PairedResult,
+                         SentenceScore,
+                         bootstrap_ci,
+                         load_pairs,
+                         paired_preference,
+                         score_sentences,
+                         token_log_probs,
+)
+from .memorisation import (
+                         Canary,
+                         canary_exposure,
+                         exact_continuation_rate,
+                         exposure_from_rank,
+                         insert_canaries,
+                         make_canaries,
+                         rank_of,
+)
+from .templates import (
+                         check_template,
+                         load_occupations,
+                         load_winobias_pairs,
+                         pronoun_probe,
+                         winobias_gap,
+)
+from .weat import (
+                         CALISKAN_GLOVE,
+                         SEAT_TEMPLATES,
+                         WEAT_TESTS,
+                         effect_size,
+                         load_weat,
+                         p_value,
+                         seat,
+                         weat,
+                         weat_test,
+)
 
 __all__ = [
-    "GENDER_PAIRS", "augment", "swap_gendered", "Pair", "PairedResult", "SentenceScore", "bootstrap_ci",
-    "load_pairs", "paired_preference", "score_sentences", "token_log_probs", "Canary", "canary_exposure",
-    "exact_continuation_rate", "exposure_from_rank", "insert_canaries", "make_canaries", "rank_of",
-    "check_template", "load_occupations", "load_winobias_pairs", "pronoun_probe", "winobias_gap",
-    "CALISKAN_GLOVE", "SEAT_TEMPLATES", "WEAT_TESTS", "effect_size", "load_weat", "p_value", "seat", "weat", "weat_test",
+                         "CALISKAN_GLOVE",
+                         "GENDER_PAIRS",
+                         "SEAT_TEMPLATES",
+                         "WEAT_TESTS",
+                         "Canary",
+                         "Pair",
+                         "PairedResult",
+                         "SentenceScore",
+                         "augment",
+                         "bootstrap_ci",
+                         "canary_exposure",
+                         "check_template",
+                         "effect_size",
+                         "exact_continuation_rate",
+                         "exposure_from_rank",
+                         "insert_canaries",
+                         "load_occupations",
+                         "load_pairs",
+                         "load_weat",
+                         "load_winobias_pairs",
+                         "make_canaries",
+                         "p_value",
+                         "paired_preference",
+                         "pronoun_probe",
+                         "rank_of",
+                         "score_sentences",
+                         "seat",
+                         "swap_gendered",
+                         "token_log_probs",
+                         "weat",
+                         "weat_test",
+                         "winobias_gap",
 ]

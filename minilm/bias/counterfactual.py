@@ -36,10 +36,7 @@ GENDER_PAIRS: tuple[tuple[str, str], ...] = (
 AMBIGUOUS = ("her", "his", "him", "hers")
 # after these (function words and pronouns), "her" is an object and "his" stands alone (not followed by the thing owned)
 FUNCTION_WORDS = frozenset(
-    "a an the and or but nor so yet to of in on at by for from with without about into onto over under up "
-    "down out off away back again that this these those then than as if when while because since though "
-    "is was are were be been am will would shall should can could may might must do does did not no "
-    "his her him hers my your our their me you us them it its he she i we they".split())
+    ["a", "an", "the", "and", "or", "but", "nor", "so", "yet", "to", "of", "in", "on", "at", "by", "for", "from", "with", "without", "about", "into", "onto", "over", "under", "up", "down", "out", "off", "away", "back", "again", "that", "this", "these", "those", "then", "than", "as", "if", "when", "while", "because", "since", "though", "is", "was", "are", "were", "be", "been", "am", "will", "would", "shall", "should", "can", "could", "may", "might", "must", "do", "does", "did", "not", "no", "his", "her", "him", "hers", "my", "your", "our", "their", "me", "you", "us", "them", "it", "its", "he", "she", "i", "we", "they"])
 
 _WORD = re.compile(r"[A-Za-z]+")
 

@@ -194,7 +194,7 @@ def train_models(preset: str, device=None, progress: bool = True):
     corpora = build_corpora(cfg)
     tok = experiment_tokenizer(corpora)
     recipe = experiment_recipe(preset, tok.vocab_size, cfg)
-    enc = lambda s: torch.tensor(tok.encode(s), dtype=torch.long)  # noqa: E731
+    enc = lambda s: torch.tensor(tok.encode(s), dtype=torch.long)
     val = enc(corpora.val_text)
     skewed = train_stages("bias-skewed", recipe, enc(corpora.train_text), val, tok, list(cfg.stages),
                           extra={"corpus": digest(corpora.train_text)}, preset=preset, device=device,
