@@ -113,7 +113,7 @@ class ExperimentConfig:
 CONFIGS = {
     "smoke": ExperimentConfig(4_000, 6, (0, 1, 4), (10, 20), 49, probe_lines=40),
     "cpu": ExperimentConfig(30_000, 150, (0, 1, 4, 16, 64), (500, 1000, 1500, 2000), 999),
-    "gpu": ExperimentConfig(100_000, 400, (0, 1, 4, 16, 64, 256), (1000, 2000, 3000, 4000, 5000), 9999),
+    "gpu": ExperimentConfig(100_000, 400, (0, 1, 4, 16, 64, 256), (750, 1500, 2250, 3000), 9999),
 }
 
 
@@ -172,14 +172,13 @@ def experiment_tokenizer(corpora: Corpora):
 
 
 def experiment_recipe(preset: str, vocab_size: int, cfg: ExperimentConfig):
-    """The zoo's GPT recipe of `preset` with the preset's "small" model ("medium" on the gpu preset), trained
-    for the experiment's last stage."""
+    """The zoo's GPT recipe of `preset` with the preset's "small" model, trained for the experiment's last stage."""
     from dataclasses import replace
 
     from ..zoo import Recipe, gpt_config_for, recipe_for
 
     recipe = recipe_for(preset, vocab_size)
-    model = gpt_config_for(preset, vocab_size, "medium" if preset == "gpu" else "small")
+    model = gpt_config_for(preset, vocab_size, "small")
     return Recipe(model, replace(recipe.train, max_steps=cfg.stages[-1]), recipe.batch_size)
 
 
