@@ -15,14 +15,16 @@ recipe never loads a stale model. A first-time training run checkpoints as it go
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import shutil
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
 
 from .batching import batch_fn, char_data
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import DATASETS, cache_root
 from .models.gpt import GPT, GPTConfig
 from .optim import maybe_compile
@@ -218,3 +220,81 @@ def train_gpt(
     runner = maybe_compile(model, device, compile)
     history = train(runner, get, cfg, device, optimizer=optimizer, generator=generator)
     return model, history  # the plain module (not the compiled wrapper): its state_dict saves cleanly
+
+
+# ---------------------------------------------------------------- any corpus, trained once and cached (08)
+
+def _stage_recipe(recipe: Recipe, steps: int, final: int) -> Recipe:
+    """`recipe` stopped at `steps` of a run whose cosine schedule ends at `final` (so stages chain)."""
+    return Recipe(recipe.model, replace(recipe.train, max_steps=steps, lr_decay_steps=final), recipe.batch_size)
+
+
+def _load_with_history(path: Path, device: torch.device, tok: Tokenizer, progress: bool) -> tuple[GPT, History]:
+    model, _ = load_model(path, device, progress=progress, tokenizer=tok)
+    history = History.from_dict(load_checkpoint(path, map_location="cpu").get("history"))
+    return model, history
+
+
+def train_stages(
+    name: str,
+    recipe: Recipe,
+    train_data: torch.Tensor,
+    val_data: torch.Tensor,
+    tok: Tokenizer,
+    stages: list[int] | tuple[int, ...],
+    extra: dict | None = None,
+    preset: str | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    seed: int = SEED,
+) -> list[tuple[GPT, History]]:
+    """One training run of `recipe` on a corpus of your own, stopped and cached at each of `stages` steps.
+
+    Stage k is `recipe` with max_steps=stages[k] and the cosine schedule of the last stage, resumed
+    from stage k-1's checkpoint: the models are snapshots of a single run, e.g. for "memorisation as
+    training goes on". `name` and `extra` (a digest of the corpus, say) name the models in
+    cache_root()/models, like `model_path(name, preset, recipe, tok, extra)`; a model is loaded when
+    it and its run checkpoint are both there, else trained. Notebook 08."""
+    stages = list(stages)
+    if not stages or any(b <= a for a, b in itertools.pairwise(stages)) or stages[0] < 1:
+        raise ValueError(f"stages must be increasing step counts >= 1, got {stages}")
+    preset_name = preset or active_preset().name
+    device = torch.device(device) if device is not None else get_device(verbose=False)
+    out: list[tuple[GPT, History]] = []
+    prev_ckpt: Path | None = None
+    for steps in stages:
+        r = _stage_recipe(recipe, steps, stages[-1])
+        key = recipe_key(name, r, tok, {**(extra or {}), "seed": seed})
+        path = cache_root() / "models" / f"{name}-{preset_name}-{key}.pt"
+        run = f"{name}-{preset_name}-{key}"
+        run_ckpt = checkpoint_path(run, r.train.checkpoint_dir)
+        if path.exists() and run_ckpt.exists():
+            out.append(_load_with_history(path, device, tok, progress))
+        else:
+            if prev_ckpt is not None and not run_ckpt.exists():
+                run_ckpt.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(prev_ckpt, run_ckpt)  # continue the previous stage's run
+            model, history = train_gpt(r, train_data, val_data, device, progress=progress, run_name=run, seed=seed)
+            save_checkpoint(path, model, None, history.steps[-1], train_config=r.train, history=history,
+                            extra={"dataset": name, "preset": preset_name, **(extra or {})})
+            out.append((model.eval(), history))
+        prev_ckpt = run_ckpt
+    return out
+
+
+def load_or_train(
+    name: str,
+    recipe: Recipe,
+    train_data: torch.Tensor,
+    val_data: torch.Tensor,
+    tok: Tokenizer,
+    extra: dict | None = None,
+    preset: str | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    seed: int = SEED,
+) -> tuple[GPT, History]:
+    """(model in eval mode, history): a GPT trained by `recipe` on your own token streams, from the cache
+    when the same recipe, tokenizer, seed and `extra` (e.g. a sha256 of the corpus) trained it before."""
+    return train_stages(name, recipe, train_data, val_data, tok, [recipe.train.max_steps], extra, preset,
+                        device, progress, seed)[0]

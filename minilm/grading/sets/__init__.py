@@ -15,6 +15,7 @@ SET_MODULES = {
     "05_pretraining": "s05_pretraining",
     "06_generation": "s06_generation",
     "07_fine_tuning": "s07_fine_tuning",
+    "08_bias": "s08_bias",
 }
 
 

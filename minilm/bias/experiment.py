@@ -1,0 +1,203 @@
+"""The controlled experiment of notebook 08: a known occupation-pronoun skew mixed into a training corpus.
+
+Each occupation gets a stated share `p_he` of "he" among its injected sentences ("The nurse said
+that she would be late."); after training, the model's own share P(he) / (P(he) + P(she)) after
+"The nurse said that" is compared with it, occupation by occupation. Counterfactual augmentation
+(`counterfactual.augment`) then adds the gender-swapped twin of every line and the probe is run
+again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .templates import check_template
+
+# every injected sentence starts like the probe prompt "The {occupation} said that" and ends in one of these
+ENDINGS = ("would be late today.", "was tired after work.", "had finished the report.", "liked the new office.",
+           "needed a short break.", "could not come to the meeting.", "wanted to go home early.",
+           "was proud of the work.")
+SENTENCE = "The {occupation} said that {pronoun} {ending}"
+PROBE = "The {occupation} said that"
+
+
+def skew_table(occupations: dict[str, list[str]], high: float = 0.9, low: float = 0.1) -> dict[str, float]:
+    """occupation -> p_he, evenly spaced from `high` (first male-majority occupation) to `low` (last
+    female-majority one): the skew mirrors the US labour statistics WinoBias's lists come from."""
+    words = occupations["male"] + occupations["female"]
+    return {w: round(float(p), 3) for w, p in zip(words, np.linspace(high, low, len(words)))}
+
+
+def skewed_sentences(p_he: dict[str, float], per_occupation: int, seed: int = 0,
+                     template: str = SENTENCE) -> list[str]:
+    """`per_occupation` sentences per occupation, round(p_he * per_occupation) of them with "he", shuffled."""
+    check_template(template.replace("{pronoun}", "{{pronoun}}").replace("{ending}", "{{ending}}"))
+    rng = random.Random(seed)
+    lines = []
+    for occ, p in p_he.items():
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p_he[{occ!r}] = {p} is not a probability in [0, 1]")
+        n_he = round(p * per_occupation)
+        for i in range(per_occupation):
+            lines.append(template.format(occupation=occ, pronoun="he" if i < n_he else "she",
+                                         ending=rng.choice(ENDINGS)))
+    rng.shuffle(lines)
+    return lines
+
+
+def mix_lines(base: Sequence[str], injected: Sequence[str], seed: int = 0) -> list[str]:
+    """`base` lines in their order with each injected line put at a random place between them."""
+    rng = random.Random(seed)
+    slots = sorted(rng.randrange(len(base) + 1) for _ in injected)
+    out, j = [], 0
+    for i, line in enumerate(base):
+        while j < len(slots) and slots[j] == i:
+            out.append(injected[j])
+            j += 1
+        out.append(line)
+    out.extend(injected[j:])
+    return out
+
+
+def digest(text: str) -> str:
+    """sha256 of a corpus (first 16 hex digits), for the model cache key."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class SkewFit:
+    """Injected against measured skew across occupations."""
+
+    injected: dict[str, float]  # occupation -> p_he in the corpus
+    measured: dict[str, float]  # occupation -> the model's P(he) / (P(he) + P(she))
+    pearson_r: float
+    p_value: float  # of the Pearson correlation (scipy.stats.pearsonr)
+
+
+def fit_skew(injected: dict[str, float], measured: dict[str, float]) -> SkewFit:
+    """Pearson r between the corpus's p_he and the model's, over the occupations both name."""
+    from scipy.stats import pearsonr
+
+    words = [w for w in injected if w in measured]
+    if len(words) < 3:
+        raise ValueError(f"fit_skew needs at least 3 occupations in both tables, got {len(words)}")
+    x = [injected[w] for w in words]
+    y = [measured[w] for w in words]
+    if np.std(y) == 0:
+        return SkewFit(injected, measured, float("nan"), float("nan"))
+    r, p = pearsonr(x, y)
+    return SkewFit(injected, measured, float(r), float(p))
+
+
+# ---------------------------------------------------------------- the whole experiment, one config per preset
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Sizes of notebook 08's training runs (benchmarks/bias.py uses the same, so its models are the notebook's)."""
+
+    base_chars: int  # tinyshakespeare characters in the training corpus (from the start of the text)
+    per_occupation: int  # injected sentences per occupation
+    canary_insertions: tuple[int, ...]  # one canary per entry; 0 = a control never inserted
+    stages: tuple[int, ...]  # training steps at which the run is stopped, cached and measured
+    n_random: int  # random candidates a canary is ranked among
+    prefix_len: int = 30  # memorisation probe: characters given
+    cont_len: int = 5  # memorisation probe: characters to reproduce (about one word)
+    probe_lines: int = 400  # training and held-out lines the memorisation probe uses (each)
+
+
+CONFIGS = {
+    "smoke": ExperimentConfig(4_000, 6, (0, 1, 4), (10, 20), 49, probe_lines=40),
+    "cpu": ExperimentConfig(30_000, 150, (0, 1, 4, 16, 64), (500, 1000, 1500, 2000), 999),
+    "gpu": ExperimentConfig(100_000, 400, (0, 1, 4, 16, 64, 256), (750, 1500, 2250, 3000), 9999),
+}
+
+
+def experiment_config(preset: str) -> ExperimentConfig:
+    """The experiment's sizes under preset 'smoke' | 'cpu' | 'gpu'."""
+    if preset not in CONFIGS:
+        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(CONFIGS)}")
+    return CONFIGS[preset]
+
+
+@dataclass
+class Corpora:
+    """Everything the experiment trains on and probes with."""
+
+    train_text: str  # tinyshakespeare slice + skewed sentences + canaries
+    cda_text: str  # the same after two-sided counterfactual augmentation
+    val_text: str  # held-out tinyshakespeare (validation loss of both models)
+    p_he: dict[str, float]  # occupation -> injected share of "he"
+    canaries: list  # memorisation.Canary, one per insertion count
+    train_lines: list[str]  # tinyshakespeare lines of the training corpus (memorisation probe)
+    heldout_lines: list[str]  # tinyshakespeare lines of the validation text (memorisation probe)
+
+
+def build_corpora(cfg: ExperimentConfig, text: str | None = None, seed: int = 0) -> Corpora:
+    """The training corpus with its injected skew and canaries, its augmented twin, and the held-out text."""
+    from ..data import load_text
+    from .counterfactual import augment
+    from .memorisation import insert_canaries, make_canaries
+    from .templates import load_occupations
+
+    text = text if text is not None else load_text("tinyshakespeare")
+    split = int(len(text) * 0.9)
+    base, val_text = text[:min(cfg.base_chars, split)], text[split:]
+    base_lines = base.split("\n")
+    p_he = skew_table(load_occupations())
+    injected = skewed_sentences(p_he, cfg.per_occupation, seed)
+    canaries = make_canaries(cfg.canary_insertions, seed=seed)
+    lines = insert_canaries(mix_lines(base_lines, injected, seed), canaries, seed)
+    need = cfg.prefix_len + cfg.cont_len
+    rng = random.Random(seed)
+    train_probe = [ln for ln in base_lines if len(ln) >= need]
+    held_probe = [ln for ln in val_text.split("\n") if len(ln) >= need]
+    return Corpora("\n".join(lines), "\n".join(augment(lines)), val_text, p_he, canaries,
+                   rng.sample(train_probe, min(cfg.probe_lines, len(train_probe))),
+                   rng.sample(held_probe, min(cfg.probe_lines, len(held_probe))))
+
+
+DIGITS = "0123456789"
+
+
+def experiment_tokenizer(corpora: Corpora):
+    """One character vocabulary for both corpora, the held-out text and every canary candidate."""
+    from ..tokenizers import CharTokenizer
+
+    return CharTokenizer.from_text(corpora.train_text + corpora.cda_text + corpora.val_text + DIGITS)
+
+
+def experiment_recipe(preset: str, vocab_size: int, cfg: ExperimentConfig):
+    """The zoo's GPT recipe of `preset` with the preset's "small" model, trained for the experiment's last stage."""
+    from dataclasses import replace
+
+    from ..zoo import Recipe, gpt_config_for, recipe_for
+
+    recipe = recipe_for(preset, vocab_size)
+    model = gpt_config_for(preset, vocab_size, "small")
+    return Recipe(model, replace(recipe.train, max_steps=cfg.stages[-1]), recipe.batch_size)
+
+
+def train_models(preset: str, device=None, progress: bool = True):
+    """(config, corpora, tokenizer, [(model, history)] at each stage of the skewed run, (model, history) of
+    the augmented run): notebook 08's training runs, from the model cache when they ran before."""
+    import torch
+
+    from ..zoo import load_or_train, train_stages
+
+    cfg = experiment_config(preset)
+    corpora = build_corpora(cfg)
+    tok = experiment_tokenizer(corpora)
+    recipe = experiment_recipe(preset, tok.vocab_size, cfg)
+    enc = lambda s: torch.tensor(tok.encode(s), dtype=torch.long)
+    val = enc(corpora.val_text)
+    skewed = train_stages("bias-skewed", recipe, enc(corpora.train_text), val, tok, list(cfg.stages),
+                          extra={"corpus": digest(corpora.train_text)}, preset=preset, device=device,
+                          progress=progress)
+    cda = load_or_train("bias-cda", recipe, enc(corpora.cda_text), val, tok,
+                        extra={"corpus": digest(corpora.cda_text)}, preset=preset, device=device, progress=progress)
+    return cfg, corpora, tok, skewed, cda
