@@ -163,9 +163,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--skip-minilm", action="store_true", help="leave out the MiniLM encoder part")
     parser.add_argument("--only", choices=["gpt", "minilm"], help="run one part only")
+    parser.add_argument("--device", help="where to train (default: cuda when there is a GPU, else cpu)")
     args = parser.parse_args()
     preset = "smoke" if args.quick else active_preset().name
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}, preset {preset}", flush=True)
     split = rt_polarity_split()
     print("split (fixed, seeded): " + ", ".join(f"{k} {len(v):,}" for k, v in split.items()), flush=True)

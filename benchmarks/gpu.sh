@@ -14,8 +14,9 @@
 #   prepare     minilm prepare tinyshakespeare (memory-mapped token file)
 #   pretrain    minilm pretrain --preset gpu on it, one process, briefly (tokens/s, val loss)
 #   ddp         the same under torchrun, one process per GPU (nccl; gloo on a CPU), with torch.compile
-#   generation  benchmarks/generation.py --json (KV cache, int8/int4), if the script exists
-#   finetune    benchmarks/finetune.py --json, if the script exists
+#   generation  benchmarks/generation.py --json --device cuda --only kv --only hf (KV-cache speed-up,
+#               minilm against Hugging Face; the int8/int4 file figures come from its CPU run)
+#   finetune    benchmarks/finetune.py --json --device cuda --only minilm (MiniLM frozen + head, LoRA)
 #   summary     benchmarks/gpu_check.py: every figure in FOLDER/gpu_check.json, and a table
 # Environment: MINILM_DATA_DIR (offline datasets), PYTHON (default: .venv/bin/python, else python3).
 set -u
@@ -71,13 +72,14 @@ optional() {
 SCALE=1  # the limits are the GPU run's budget; --tiny on a busy CPU gets four times as long
 if [ "$TINY" = 1 ]; then
   SCALE=4; DEVICE=cpu; NPROC=2; PRESET=smoke; STEPS=10; EVAL=(--eval_interval 5 --eval_iters 2)
-  GPT=(--tiny); QUICK=(--quick --device cpu); GEN=("${QUICK[@]}")
+  GPT=(--tiny); QUICK=(--quick --device cpu); GEN=("${QUICK[@]}"); FT=("${QUICK[@]}")
 else
   DEVICE=cuda; PRESET=gpu; STEPS=300; EVAL=(--eval_interval 150 --eval_iters 20)
   # one process per GPU, a power of two (1, 2, 4, 8...) so that it divides the preset's batch of 64
   NPROC=$("$PYTHON" -c "import torch; print(1 << (max(1, torch.cuda.device_count()).bit_length() - 1))")
   GPT=(); QUICK=(--device cuda)
   GEN=(--device cuda --only kv --only hf)  # decoding on the GPU; the int8/int4 file figures are the CPU run's
+  FT=(--device cuda --only minilm)  # the MiniLM encoder, frozen and LoRA; the GPT-1 recipe needs longer than 50 s
 fi
 DATA="$DEST/data/tinyshakespeare-char"
 PRETRAIN=(--data "$DATA" --preset "$PRESET" --max_steps "$STEPS" "${EVAL[@]}" --checkpoint_interval 0
@@ -90,7 +92,7 @@ step pretrain 45 "$PYTHON" -m minilm.cli pretrain "${PRETRAIN[@]}" --out "$DEST/
 step ddp 75 "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NPROC" -m minilm.cli pretrain \
   "${PRETRAIN[@]}" --out "$DEST/ddp" --device "$DEVICE"
 optional generation 50 "${GEN[@]}"
-optional finetune 50 "${QUICK[@]}"
+optional finetune 50 "${FT[@]}"
 step summary 15 "$PYTHON" benchmarks/gpu_check.py "$DEST"
 cat "$DEST/summary.log"
 echo "gpu.sh: $(( $(date +%s) - START )) s in all; figures in $DEST/gpu_check.json"
