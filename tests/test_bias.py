@@ -270,6 +270,15 @@ def test_exact_continuation_rate(tok):
         exact_continuation_rate(model, tok, ["abc"], 8, 6)
 
 
+def test_exact_continuation_rate_with_a_prefix_longer_than_the_context(tok):
+    """A prefix longer than block_size: the model reads its last block_size tokens (as generate asks)."""
+    model = NextId(tok.vocab_size)
+    model.block_size = 4
+    follows = tok.decode(list(range(1, 30)))
+    broken = follows[:10] + follows[12] + follows[11] + follows[13:]
+    assert exact_continuation_rate(model, tok, [follows, broken], 8, 6) == pytest.approx(1 / 2)
+
+
 def test_canary_exposure_of_a_model_that_knows_the_secret(tok):
     canary = make_canaries([3], template="code {}", n_digits=4, seed=1)[0]
     assert len(canary.secret) == 4 and canary.text == f"code {canary.secret}"

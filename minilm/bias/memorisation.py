@@ -51,11 +51,15 @@ def exact_continuation_rate(model: torch.nn.Module, tokenizer: Encoder, lines: S
     if not seqs:
         raise ValueError(f"no line has the {prefix_len} + {cont_len} tokens a probe needs")
     device = next(model.parameters()).device
+    block_size = getattr(model, "block_size", None) or model.config.block_size
     ids = torch.tensor([s[:prefix_len + cont_len] for s in seqs], dtype=torch.long)
     hits = 0
     for b in range(0, len(ids), batch_size):
         chunk = ids[b:b + batch_size].to(device)
-        out = generate(model, chunk[:, :prefix_len], cont_len, temperature=0)  # (B, prefix + cont)
+        prompt = chunk[:, :prefix_len]
+        context = prompt[:, -block_size:]  # the model reads at most block_size tokens: the last ones
+        out = generate(model, context, cont_len, temperature=0)  # (B, context + cont)
+        out = torch.cat([prompt, out[:, context.shape[1]:]], dim=1)  # (B, prefix + cont)
         hits += int(exact_matches(out, chunk, prefix_len).sum())
     return hits / len(ids)
 
