@@ -79,7 +79,8 @@ def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool) -
         if pretrained:
             body.load_state_dict(pretrained_state)
         clf = GPTClassifier(body, 2, pooling="last")
-        trainable, total = prepare(clf, "full" if mode == "scratch" else mode)
+        lora = FINETUNE_RECIPES[preset].lora_kwargs() if mode == "lora" else {}
+        trainable, total = prepare(clf, "full" if mode == "scratch" else mode, **lora)
         train_part = split["train"] if n is None else subsample(split["train"], n, seed=0)
         data = dict(full_data)
         data["train"] = (encode_for(gpt, tok, train_part.texts), torch.tensor(train_part.labels))
