@@ -57,6 +57,9 @@ class SingleProcess:
     def resumed(self, ckpt: dict | None) -> None:
         """Called after resuming from `ckpt` (None: a fresh start) and before the first step."""
 
+    def finish(self) -> None:
+        """Called once the run's result is written, before the process leaves its group (here: nothing)."""
+
 
 class DDPStrategy(SingleProcess):
     """A process of a torchrun group: collectives on a gloo group (CPU) so that they never sync the GPU."""
@@ -84,6 +87,11 @@ class DDPStrategy(SingleProcess):
         if self.is_main:
             write({"world_size": self.world_size, "rng_per_rank": states})
         dist.barrier(group=self.cpu_group)  # nobody runs ahead (or exits) while rank 0 writes
+
+    def finish(self) -> None:
+        """Wait until every process is done (rank 0 writes the result) before any leaves the group: a rank
+        that tears its group down while another still talks to it can abort at exit (gloo's threads)."""
+        dist.barrier(group=self.cpu_group)
 
     def resumed(self, ckpt: dict | None) -> None:
         """Check that every rank resumed at the same step; restore this rank's own RNG states."""

@@ -265,6 +265,7 @@ def run(p: Plan, tokens: TokenFile, model: GPT) -> GPT:
                         strategy=strategy)
         if strategy.is_main:
             write_result(p, tokens, model, history, strategy.world_size, str(device))
+        strategy.finish()  # every rank waits for rank 0's files, then all leave the group together
         return model
     finally:
         distributed.teardown()
