@@ -14,6 +14,7 @@ import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
+from test_grading_references import _trusted_rnn_forward  # the one nn.RNN twin of the exercise
 
 from minilm.grading import check
 from minilm.grading.compare import decode, encode, same
@@ -62,16 +63,6 @@ def _bigram_nll(words, stoi, probs):
 def _mlp_forward(idx, C, W1, b1, W2, b2):
     x = F.embedding(idx, C).reshape(idx.shape[0], -1)
     return F.linear(torch.tanh(F.linear(x, W1.T, b1)), W2.T, b2)
-
-
-def _rnn_forward(xs, h0, W_xh, W_hh, b):
-    rnn = torch.nn.RNN(W_xh.shape[0], W_xh.shape[1], batch_first=True)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(W_xh.T)
-        rnn.weight_hh_l0.copy_(W_hh.T)
-        rnn.bias_ih_l0.copy_(b)
-        rnn.bias_hh_l0.zero_()
-        return rnn(xs, h0.unsqueeze(0))[0]
 
 
 def _clip(grads, max_norm):
@@ -143,7 +134,7 @@ SHORTCUTS = {
     "bigram_nll": _bigram_nll,
     "mlp_forward": _mlp_forward,
     "rnn_step": lambda x, h, W_xh, W_hh, b: torch.rnn_tanh_cell(x, h, W_xh.T, W_hh.T, b, torch.zeros_like(b)),
-    "rnn_forward": _rnn_forward,
+    "rnn_forward": _trusted_rnn_forward,  # nn.RNN with the exercise's weights
     "lstm_step": lambda *args: __import__("minilm.models.rnn", fromlist=["x"]).lstm_step(*args),
     "clip_grad_norm": _clip,
     "tbptt_batches": _tbptt,
