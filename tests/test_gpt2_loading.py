@@ -70,7 +70,7 @@ def test_load_gpt2_offline_says_why(monkeypatch):
 
 
 def test_load_gpt2_without_network_fails_fast_and_says_why(monkeypatch):
-    import minilm.pretrained as pretrained
+    from minilm import pretrained
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(pretrained, "_hub_reachable", lambda timeout=3.0: False)
