@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -90,3 +91,46 @@ def test_the_script_measures_a_notebook_and_writes_the_json_and_the_readme(tmp_p
     assert f"| {budgets.cell_text(entry)} | not yet measured | badge |" in row and "a \\| b" in row
     assert "| [01](notebooks/01_other.ipynb) | **Other.** | not yet measured | not yet measured |" in text
     assert "| 02 | **Later** (coming). | | | |" in text and text.endswith("after\n")
+
+
+_RUN_TIME_LINE = re.compile(r"\*\*(?:Expected )?run time:\*\*(.*?)(?:\n\n|$)", re.IGNORECASE | re.DOTALL)
+_CPU_CLAIM = re.compile(r"under (?:a|1) minute|about (\d+(?:\.\d+)?) minutes?", re.IGNORECASE)
+
+
+def stated_cpu_seconds(markdown: str) -> tuple[float, bool] | None:
+    """(seconds, is_an_upper_bound) of the first cpu run-time claim of a notebook's "**Run time:**" paragraph."""
+    m = _RUN_TIME_LINE.search(markdown)
+    if not m:
+        return None
+    claim = _CPU_CLAIM.search(m.group(1))
+    if not claim:
+        return None
+    return (60.0, True) if claim.group(1) is None else (float(claim.group(1)) * 60, False)
+
+
+def test_stated_cpu_seconds():
+    assert stated_cpu_seconds("**Run time:** cpu preset about 5 minutes on a quiet CPU; gpu preset 2") == (300, False)
+    assert stated_cpu_seconds("x\n**Expected run time:** under a minute under the `cpu` preset") == (60, True)
+    assert stated_cpu_seconds("**Expected run time:** about 2 minutes with the cpu preset") == (120, False)
+    assert stated_cpu_seconds("no claim here") is None
+
+
+def test_the_run_time_a_notebook_states_is_the_measured_one():
+    """The "Run time" each notebook promises a student (cpu preset) is the measured one of budgets.json:
+    within a minute, or within 40 % for longer runs ("under a minute": measured under 90 s)."""
+    data = budgets.load(budgets.JSON_PATH)["notebooks"]
+    wrong = []
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        text = "\n\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        stated = stated_cpu_seconds(text)
+        assert stated is not None, f"{path.name} states no cpu run time ('**Run time:** cpu preset about N minutes')"
+        measured = (data.get(path.stem) or {}).get("cpu")
+        if not measured:
+            continue  # not measured yet: the README says so
+        claim, bound = stated
+        s = measured["seconds"]
+        ok = s <= 1.5 * claim if bound else abs(claim - s) <= max(60.0, 0.4 * s)
+        if not ok:
+            wrong.append(f"{path.name}: states {claim / 60:g} min, measured {s / 60:.1f} min")
+    assert not wrong, "run times in the notebooks differ from benchmarks/budgets.json: " + "; ".join(wrong)
