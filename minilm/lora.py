@@ -16,6 +16,11 @@ B starts at zero, so a freshly applied LoRA changes nothing; A starts random (Ka
 
 Works on minilm's GPT (`nn.Linear`) and on Hugging Face models: their `nn.Linear` layers (BERT's
 `query`/`key`/`value`) and GPT-2's `Conv1D`, which stores its weight transposed, (in, out).
+
+Token embeddings (`nn.Embedding`) take a low-rank update too (`LoRAEmbedding`, as in the LoRA paper's
+code): delta_E = (alpha / r) * (B @ A).T, shape (vocab, dim). Where the embedding's weight is tied to an
+output layer (GPT's `lm_head`), that layer is wrapped too and reads the same update
+(`TiedLoRAOutput`), so the adapted model stays tied and merging changes nothing it computes.
 """
 
 from __future__ import annotations
@@ -108,6 +113,92 @@ class LoRALinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, alpha={self.alpha}"
 
 
+class LoRAEmbedding(nn.Module):
+    """A frozen `base` nn.Embedding plus a trainable rank-`rank` update: ids (...) -> (..., dim).
+
+    delta_E = (alpha / r) * (B @ A).T with A (r, vocab) and B (dim, r): row v of the table moves by
+    (alpha / r) * B @ A[:, v]. A starts at zero (a fresh LoRA changes nothing) and B random, the
+    reverse of LoRALinear, as in the LoRA paper's code: a lookup reads one column of A per token."""
+
+    def __init__(self, base: nn.Embedding, rank: int = 8, alpha: float = 16.0) -> None:
+        super().__init__()
+        if not isinstance(base, nn.Embedding):
+            raise TypeError(f"LoRAEmbedding wraps an nn.Embedding, got {type(base).__name__}")
+        vocab, dim = base.weight.shape
+        if not 1 <= rank <= min(vocab, dim):
+            raise ValueError(f"rank={rank} must be between 1 and min(vocab, dim) = {min(vocab, dim)}")
+        if alpha <= 0:
+            raise ValueError(f"alpha={alpha} must be > 0 (the update is scaled by alpha / rank)")
+        self.base = base
+        base.weight.requires_grad_(False)
+        self.num_embeddings, self.embedding_dim = vocab, dim
+        self.rank, self.alpha, self.scaling = rank, alpha, alpha / rank
+        w = base.weight
+        self.lora_A = nn.Parameter(torch.zeros(rank, vocab, device=w.device, dtype=w.dtype))  # (r, vocab)
+        self.lora_B = nn.Parameter(torch.empty(dim, rank, device=w.device, dtype=w.dtype))  # (dim, r)
+        nn.init.normal_(self.lora_B)
+        self.merged = False
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    def delta_weight(self) -> torch.Tensor:
+        """The update in nn.Embedding's layout: (alpha / r) * (B @ A).T, shape (vocab, dim)."""
+        return (self.lora_B @ self.lora_A).T * self.scaling
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (...) int -> base(idx) + scaling * A[:, idx].T @ B.T, (..., dim); merged: base(idx) alone."""
+        y = self.base(idx)
+        if self.merged:
+            return y
+        return y + (self.lora_A.T[idx] @ self.lora_B.T) * self.scaling  # (..., r) @ (r, dim)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """E <- E + delta_E (a tied output layer sees it through the shared weight). Idempotent."""
+        if not self.merged:
+            self.base.weight += self.delta_weight()
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """E <- E - delta_E. Idempotent."""
+        if self.merged:
+            self.base.weight -= self.delta_weight()
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"vocab={self.num_embeddings}, dim={self.embedding_dim}, rank={self.rank}, alpha={self.alpha}"
+
+
+class TiedLoRAOutput(nn.Module):
+    """An output Linear whose weight is a LoRAEmbedding's table (weight tying): x (..., dim) -> (..., vocab).
+
+    It adds the embedding's own update, x @ delta_E.T = scaling * x @ B @ A, until the embedding is
+    merged (then the shared weight holds it). No parameters of its own: the embedding trains them."""
+
+    def __init__(self, base: nn.Linear, embedding: LoRAEmbedding) -> None:
+        super().__init__()
+        self.base = base
+        self._embedding = [embedding]  # a plain list: not a second copy of the adapter in state_dict()
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.base.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self._embedding[0]
+        y = self.base(x)
+        if e.merged:
+            return y
+        return y + (x @ e.lora_B @ e.lora_A) * e.scaling  # (..., dim) @ (dim, r) @ (r, vocab)
+
+
 def _patterns(pattern: str | Iterable[str]) -> list[re.Pattern]:
     items = [pattern] if isinstance(pattern, str) else list(pattern)
     if not items:
@@ -116,13 +207,20 @@ def _patterns(pattern: str | Iterable[str]) -> list[re.Pattern]:
 
 
 def linear_names(model: nn.Module) -> list[str]:
-    """The names of every nn.Linear / Conv1D in `model` (the layers LoRA can wrap)."""
-    return [n for n, m in model.named_modules() if (isinstance(m, nn.Linear) or _is_conv1d(m)) and n]
+    """The names of every nn.Linear / Conv1D / nn.Embedding in `model` (the layers LoRA can wrap)."""
+    return [n for n, m in model.named_modules()
+            if (isinstance(m, (nn.Linear, nn.Embedding)) or _is_conv1d(m)) and n]
+
+
+def _tied_outputs(model: nn.Module, weight: torch.Tensor) -> list[str]:
+    """Names of the nn.Linear layers of `model` whose weight is the very tensor `weight` (weight tying)."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.weight is weight]
 
 
 def apply_lora(model: nn.Module, pattern: str | Iterable[str], rank: int = 8, alpha: float = 16.0,
-               dropout: float = 0.0) -> list[str]:
-    """Replace, in place, every Linear/Conv1D whose full name matches `pattern` (re.search) by a LoRALinear.
+               dropout: float = 0.0) -> list[str]:  # dropout: Linear layers only (an embedding has none)
+    """Replace, in place, every Linear/Conv1D whose full name matches `pattern` (re.search) by a LoRALinear,
+    and every nn.Embedding by a LoRAEmbedding (an output layer tied to it becomes a TiedLoRAOutput).
 
     Returns the names replaced. A pattern that matches no such layer is an error that lists the
     layers there are, so a typo never trains a model with no adapters at all."""
@@ -130,7 +228,7 @@ def apply_lora(model: nn.Module, pattern: str | Iterable[str], rank: int = 8, al
     candidates = linear_names(model)
     chosen = [n for n in candidates if any(r.search(n) for r in regexes)]
     if not chosen:
-        wrapped = [n for n, m in model.named_modules() if isinstance(m, LoRALinear)]
+        wrapped = [n for n, m in model.named_modules() if isinstance(m, (LoRALinear, LoRAEmbedding))]
         shown = ", ".join(candidates[:12]) + (", ..." if len(candidates) > 12 else "")
         hint = f" ({len(wrapped)} layers already carry LoRA: {', '.join(wrapped[:4])})" if wrapped else ""
         raise ValueError(
@@ -139,16 +237,37 @@ def apply_lora(model: nn.Module, pattern: str | Iterable[str], rank: int = 8, al
             "re.search finds in some of these names, e.g. r'attn\\.c_attn' for minilm's GPT or "
             "r'query|value' for a BERT encoder."
         )
-    for name in chosen:
+    def replace(name: str, make) -> None:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, LoRALinear(getattr(parent, child), rank, alpha, dropout))
+        setattr(parent, child, make(getattr(parent, child)))
+
+    embeddings = {id(model.get_submodule(n).weight): n for n in candidates
+                  if isinstance(model.get_submodule(n), nn.Embedding)}
+    for name in [n for n in chosen if isinstance(model.get_submodule(n), nn.Linear)]:
+        tied = embeddings.get(id(model.get_submodule(name).weight))
+        if tied is not None and tied not in chosen:
+            raise ValueError(
+                f"{name}'s weight is tied to the embedding {tied}: an update to it alone would change {tied} "
+                f"too when merged. Put LoRA on the embedding instead (a pattern matching {tied!r}); the tied "
+                f"output layer then shares its update.")
+    chosen = [n for n in chosen if not (isinstance(model.get_submodule(n), nn.Linear)
+                                        and id(model.get_submodule(n).weight) in embeddings)]  # the embedding's
+    for name in chosen:
+        layer = model.get_submodule(name)
+        if isinstance(layer, nn.Embedding):
+            adapter = LoRAEmbedding(layer, rank, alpha)
+            for out in _tied_outputs(model, layer.weight):
+                replace(out, lambda base, adapter=adapter: TiedLoRAOutput(base, adapter))
+            replace(name, lambda base, adapter=adapter: adapter)
+        else:
+            replace(name, lambda base: LoRALinear(base, rank, alpha, dropout))
     return chosen
 
 
-def lora_layers(model: nn.Module) -> list[LoRALinear]:
-    """Every LoRALinear inside `model`."""
-    return [m for m in model.modules() if isinstance(m, LoRALinear)]
+def lora_layers(model: nn.Module) -> list[LoRALinear | LoRAEmbedding]:
+    """Every LoRALinear and LoRAEmbedding inside `model`."""
+    return [m for m in model.modules() if isinstance(m, (LoRALinear, LoRAEmbedding))]
 
 
 def merge_lora(model: nn.Module) -> int:

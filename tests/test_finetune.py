@@ -189,5 +189,36 @@ def test_benchmark_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "target >= 0.75" in proc.stdout and "Pang and Lee 2005" in proc.stdout
     figures = json.loads(out.read_text())
-    assert {row["labels"] for row in figures["gpt"]["gap"]} and set(figures["gpt"]["modes"]) == {"head", "full", "lora"}
+    assert {row["labels"] for row in figures["gpt"]["gap"]} and set(figures["gpt"]["modes"]) == {"head", "full", "lora", "lora_no_wte"}
     assert 0.0 <= figures["gpt"]["modes"]["lora"]["test_acc"] <= 1.0
+
+
+def test_the_recipe_sweep_runs_and_reads_no_test_text(tmp_path, monkeypatch):
+    """benchmarks/finetune_sweep.py (how the recipe was chosen, on val) runs every kind of RUN it documents."""
+    import importlib.util
+
+    monkeypatch.setenv("MINILM_CACHE_DIR", str(tmp_path))
+    spec = importlib.util.spec_from_file_location("finetune_sweep", ROOT / "benchmarks" / "finetune_sweep.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    seen = []
+    real_split = ft.rt_polarity_split
+
+    def watched_split():
+        parts = real_split()
+        seen.append(parts["test"].texts)
+        return parts
+
+    monkeypatch.setattr(sweep.ft, "rt_polarity_split", watched_split)
+    encoded = []
+    real_encode = ft.encode_for
+    monkeypatch.setattr(sweep.ft, "encode_for", lambda m, t, texts: encoded.append(list(texts)) or real_encode(m, t, texts))
+    lines = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
+    assert sweep.main(["--vocab", "300", "--steps", "3", "--n-layer", "1", "--n-embd", "32", "--train-texts", "48",
+                       "full:last:1e-3:2", "head:mean:3e-3:2", "lora:last:1e-3:2:16:2", "full-wte:last:1e-3:2",
+                       "lora+wte:last:1e-3:2:0:2:c_attn"]) == 0
+    runs = [line for line in lines if ": val " in line]
+    assert len(runs) == 5 and all("trainable" in line for line in runs), lines
+    test_texts = set(seen[0])
+    assert not any(test_texts & set(texts) for texts in encoded), "the sweep encoded test texts"

@@ -7,7 +7,9 @@ import torch
 from torch import nn
 
 from minilm.lora import (
+    LoRAEmbedding,
     LoRALinear,
+    TiedLoRAOutput,
     apply_lora,
     count_parameters,
     mark_only_lora_trainable,
@@ -28,6 +30,8 @@ def randomise_lora(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, LoRALinear):
             nn.init.normal_(m.lora_B, std=0.1)
+        if isinstance(m, LoRAEmbedding):  # its A starts at zero
+            nn.init.normal_(m.lora_A, std=0.1)
 
 
 def test_lora_linear_matches_its_formula():
@@ -66,6 +70,52 @@ def test_merged_and_unmerged_agree():
     again, _ = model(idx)
     assert (again - unmerged).abs().max().item() <= 1e-5
     torch.testing.assert_close(model.transformer.h[0].attn.c_attn.base.weight, base_before)
+
+
+def test_lora_embedding_matches_its_formula():
+    torch.manual_seed(0)
+    base = nn.Embedding(11, 6)
+    layer = LoRAEmbedding(base, rank=2, alpha=4.0)
+    idx = torch.randint(0, 11, (3, 5))
+    assert torch.equal(layer(idx), base(idx))  # A = 0: a fresh adapter changes nothing
+    nn.init.normal_(layer.lora_A)
+    delta = 2.0 * (layer.lora_B @ layer.lora_A).T  # (vocab, dim)
+    torch.testing.assert_close(layer(idx), base.weight[idx] + delta[idx])
+    torch.testing.assert_close(layer.delta_weight(), delta)
+
+
+def test_lora_on_a_tied_embedding_keeps_the_output_layer_tied():
+    """GPT ties lm_head to wte: LoRA on wte also reaches lm_head, merged or not, and nothing else is copied."""
+    model = tiny_gpt()
+    idx = torch.randint(0, 37, (3, 16))
+    before, _ = model(idx)
+    n_params = sum(p.numel() for p in model.parameters())
+    names = apply_lora(model, r"wte|c_attn|lm_head", rank=3, alpha=6)
+    assert names == ["transformer.wte", "transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]
+    assert isinstance(model.transformer.wte, LoRAEmbedding) and isinstance(model.lm_head, TiedLoRAOutput)
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert torch.equal(model(idx)[0], before)
+    randomise_lora(model)
+    unmerged, _ = model(idx)
+    with torch.no_grad():  # the same model by hand: both ends of the tie read E + delta_E
+        E = model.transformer.wte.weight + model.transformer.wte.delta_weight()
+        h = model.features(idx)
+        torch.testing.assert_close(unmerged, h @ E.T)
+    merge_lora(model)
+    merged, _ = model(idx)
+    assert (unmerged - merged).abs().max().item() <= 1e-5
+    unmerge_lora(model)
+    assert (model(idx)[0] - unmerged).abs().max().item() <= 1e-5
+    lora = 3 * (37 + 24) + 2 * 3 * (24 + 72)
+    assert sum(p.numel() for p in model.parameters()) == n_params + lora  # no second copy of the adapter
+    mark_only_lora_trainable(model)
+    model(idx, idx)[1].backward()
+    assert model.transformer.wte.lora_A.grad is not None and model.transformer.wte.weight.grad is None
+
+
+def test_lora_on_a_tied_output_layer_alone_is_refused():
+    with pytest.raises(ValueError, match="tied to the embedding transformer.wte"):
+        apply_lora(tiny_gpt(), r"lm_head")
 
 
 def test_only_lora_and_head_get_gradients():

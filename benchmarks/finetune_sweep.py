@@ -1,0 +1,90 @@
+"""How notebook 07's fine-tuning recipe was chosen: val accuracy only, the test split never read (issue 11).
+
+    python benchmarks/finetune_sweep.py --vocab 4096 full:last:1e-3:1600 full:mean:1e-3:1600
+    python benchmarks/finetune_sweep.py --vocab 4096 "lora:last:1e-3:1600:0:4:wte|c_attn|c_proj|c_fc"
+    python benchmarks/finetune_sweep.py --vocab 1024 --steps 1500 head:last:3e-3:1600 scratch:last:1e-3:1600
+
+Pretrains (or loads from the cache) a review GPT of the given shape on the train split's text, like
+`minilm.finetune.review_gpt`, then runs one fine-tune per RUN and prints its val accuracy. A RUN is
+MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]: MODE scratch | full | head | lora | full-wte (full with
+the token embedding frozen) | lora+wte (LoRA with the embedding's weights trained too); LABELS 0 = all.
+The figures in the comments of minilm/finetune_recipes.py were measured with this script
+(OMP_NUM_THREADS=1, two runs at a time on 2 cores; about 2.5 minutes per 1,600-step run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+import torch
+
+import minilm.finetune_recipes as recipes
+from minilm import finetune as ft
+
+
+def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: int) -> str:
+    """One fine-tune described by `spec`; its val accuracy, trainable share and seconds as a line."""
+    parts = spec.split(":")
+    if len(parts) < 4:
+        raise SystemExit(f"RUN {spec!r}: give MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]")
+    mode, pooling, lr, steps = parts[0], parts[1], float(parts[2]), int(parts[3])
+    labels = int(parts[4]) if len(parts) > 4 else 0
+    rank = int(parts[5]) if len(parts) > 5 else 4
+    pattern = parts[6] if len(parts) > 6 else recipes.FINETUNE_RECIPES["cpu"].lora_pattern
+    base = re.split(r"[+-]", mode)[0]
+    body = ft.fresh_twin(gpt)
+    if base != "scratch":
+        body.load_state_dict(state)
+    clf = ft.GPTClassifier(body, 2, pooling=pooling)
+    ft.prepare(clf, "full" if base == "scratch" else base, **({"lora_pattern": pattern, "rank": rank}
+                                                               if base == "lora" else {}))
+    if mode.endswith("+wte"):
+        clf.gpt.transformer.wte.weight.requires_grad_(True)
+    if mode.endswith("-wte"):
+        clf.gpt.transformer.wte.weight.requires_grad_(False)
+    trainable, total = ft.count_parameters(clf)
+    run_data = dict(data)
+    if labels:
+        part = ft.subsample(split["train"], labels, seed=0)
+        run_data["train"] = (ft.encode_for(gpt, tok, part.texts), torch.tensor(part.labels))
+    cfg = ft.TrainConfig(max_steps=steps, learning_rate=lr, min_lr=lr / 10, warmup_steps=max(1, steps // 10),
+                         eval_interval=steps, eval_iters=4, weight_decay=0.01, progress=False)
+    t0 = time.perf_counter()
+    ft.finetune(clf, run_data, cfg, batch_size, "cpu", seed=0)
+    val = ft.accuracy(ft.predict(clf, run_data["val"][0]), run_data["val"][1])
+    return (f"  {spec}: val {val:.3f}  trainable {trainable:,} ({100 * trainable / total:.1f} %)  "
+            f"{time.perf_counter() - t0:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]")
+    cpu = recipes.REVIEW_RECIPES["cpu"]
+    parser.add_argument("--vocab", type=int, default=cpu.bpe_vocab, help=f"BPE vocabulary ({cpu.bpe_vocab})")
+    parser.add_argument("--steps", type=int, default=cpu.steps, help=f"pretraining steps ({cpu.steps})")
+    parser.add_argument("--n-layer", type=int, default=cpu.n_layer)
+    parser.add_argument("--n-embd", type=int, default=cpu.n_embd)
+    parser.add_argument("--train-texts", type=int, help="use only this many train texts (a quick check)")
+    args = parser.parse_args(argv)
+    recipes.REVIEW_RECIPES["sweep"] = recipes.ReviewRecipe(
+        args.vocab, args.n_layer, cpu.n_head, args.n_embd, cpu.block_size, cpu.dropout, cpu.batch_size,
+        args.steps, cpu.learning_rate)
+    split = {k: v for k, v in ft.rt_polarity_split().items() if k != "test"}  # never read here
+    if args.train_texts:
+        split = {k: ft.subsample(v, min(args.train_texts, len(v)), seed=1) for k, v in split.items()}
+    t0 = time.perf_counter()
+    gpt, tok, history = ft.review_gpt("sweep", "cpu", split=split, progress=False)
+    print(f"review GPT: BPE {tok.vocab_size}, {args.steps} steps, {gpt.num_params():,} parameters, "
+          f"LM val loss {history.val_loss[-1]:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    state = {k: v.clone() for k, v in gpt.state_dict().items()}
+    data = ft.split_tensors(split, lambda texts: ft.encode_for(gpt, tok, texts))
+    for spec in args.runs:
+        print(run(gpt, tok, state, split, data, spec, recipes.FINETUNE_RECIPES["cpu"].batch_size), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
