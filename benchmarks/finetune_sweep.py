@@ -3,6 +3,7 @@
     python benchmarks/finetune_sweep.py --vocab 4096 full:last:1e-3:1600 full:mean:1e-3:1600
     python benchmarks/finetune_sweep.py --vocab 4096 "lora:last:1e-3:1600:0:4:wte|c_attn|c_proj|c_fc"
     python benchmarks/finetune_sweep.py --vocab 1024 --steps 1500 head:last:3e-3:1600 scratch:last:1e-3:1600
+    python benchmarks/finetune_sweep.py --bag-of-words        # the classic baseline, on val
 
 Pretrains (or loads from the cache) a review GPT of the given shape on the train split's text, like
 `minilm.finetune.review_gpt`, then runs one fine-tune per RUN and prints its val accuracy. A RUN is
@@ -59,9 +60,44 @@ def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: i
             f"{time.perf_counter() - t0:.0f} s")
 
 
+def bag_of_words_val(split: dict, weight_decay: float = 1e-3, min_count: int = 2) -> float:
+    """The classic baseline: L2 logistic regression on which words (lower case) a text holds; val accuracy."""
+    words = [re.findall(r"\w+|[^\w\s]", t.lower()) for t in split["train"].texts]
+    counts: dict[str, int] = {}
+    for w in (w for ws in words for w in set(ws)):  # in how many texts each word occurs
+        counts[w] = counts.get(w, 0) + 1
+    index = {w: i for i, w in enumerate(sorted(w for w, c in counts.items() if c >= min_count))}
+
+    def features(texts: list[str]) -> torch.Tensor:
+        X = torch.zeros(len(texts), len(index))
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+|[^\w\s]", t.lower()):
+                if w in index:
+                    X[i, index[w]] = 1.0
+        return X
+
+    X, y = features(split["train"].texts), torch.tensor(split["train"].labels)
+    W = torch.zeros(len(index), 2, requires_grad=True)
+    b = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], max_iter=200)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(X @ W + b, y) + weight_decay * (W ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        pred = (features(split["val"].texts) @ W + b).argmax(1)
+    return ft.accuracy(pred, torch.tensor(split["val"].labels))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]")
+    parser.add_argument("runs", nargs="*", metavar="RUN", help="MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]")
+    parser.add_argument("--bag-of-words", action="store_true",
+                        help="also the classic baseline: logistic regression on the words a text holds")
     cpu = recipes.REVIEW_RECIPES["cpu"]
     parser.add_argument("--vocab", type=int, default=cpu.bpe_vocab, help=f"BPE vocabulary ({cpu.bpe_vocab})")
     parser.add_argument("--steps", type=int, default=cpu.steps, help=f"pretraining steps ({cpu.steps})")
@@ -75,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     split = {k: v for k, v in ft.rt_polarity_split().items() if k != "test"}  # never read here
     if args.train_texts:
         split = {k: ft.subsample(v, min(args.train_texts, len(v)), seed=1) for k, v in split.items()}
+    if args.bag_of_words:
+        print(f"bag of words (words seen twice or more), L2 logistic regression: val {bag_of_words_val(split):.3f}",
+              flush=True)
+    if not args.runs:
+        return 0
     t0 = time.perf_counter()
     gpt, tok, history = ft.review_gpt("sweep", "cpu", split=split, progress=False)
     print(f"review GPT: BPE {tok.vocab_size}, {args.steps} steps, {gpt.num_params():,} parameters, "

@@ -215,10 +215,11 @@ def test_the_recipe_sweep_runs_and_reads_no_test_text(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep.ft, "encode_for", lambda m, t, texts: encoded.append(list(texts)) or real_encode(m, t, texts))
     lines = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
-    assert sweep.main(["--vocab", "300", "--steps", "3", "--n-layer", "1", "--n-embd", "32", "--train-texts", "48",
+    assert sweep.main(["--bag-of-words", "--vocab", "300", "--steps", "3", "--n-layer", "1", "--n-embd", "32", "--train-texts", "48",
                        "full:last:1e-3:2", "head:mean:3e-3:2", "lora:last:1e-3:2:16:2", "full-wte:last:1e-3:2",
                        "lora+wte:last:1e-3:2:0:2:c_attn"]) == 0
-    runs = [line for line in lines if ": val " in line]
+    runs = [line for line in lines if line.startswith("  ") and ": val " in line]
     assert len(runs) == 5 and all("trainable" in line for line in runs), lines
+    assert any(line.startswith("bag of words") for line in lines), lines
     test_texts = set(seen[0])
     assert not any(test_texts & set(texts) for texts in encoded), "the sweep encoded test texts"
