@@ -19,6 +19,8 @@ import argparse
 import re
 import sys
 import time
+from collections import Counter
+from dataclasses import replace
 
 import torch
 
@@ -51,8 +53,8 @@ def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: i
     if labels:
         part = ft.subsample(split["train"], labels, seed=0)
         run_data["train"] = (ft.encode_for(gpt, tok, part.texts), torch.tensor(part.labels))
-    cfg = ft.TrainConfig(max_steps=steps, learning_rate=lr, min_lr=lr / 10, warmup_steps=max(1, steps // 10),
-                         eval_interval=steps, eval_iters=4, weight_decay=0.01, progress=False)
+    cfg = replace(ft.finetune_config("cpu", len(run_data["train"][1]), "full", max_steps=steps),
+                  learning_rate=lr, min_lr=lr / 10)  # the recipe's schedule, at this run's lr
     t0 = time.perf_counter()
     ft.finetune(clf, run_data, cfg, batch_size, "cpu", seed=0)
     val = ft.accuracy(ft.predict(clf, run_data["val"][0]), run_data["val"][1])
@@ -62,21 +64,17 @@ def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: i
 
 def bag_of_words_val(split: dict, weight_decay: float = 1e-3, min_count: int = 2) -> float:
     """The classic baseline: L2 logistic regression on which words (lower case) a text holds; val accuracy."""
-    words = [re.findall(r"\w+|[^\w\s]", t.lower()) for t in split["train"].texts]
-    counts: dict[str, int] = {}
-    for w in (w for ws in words for w in set(ws)):  # in how many texts each word occurs
-        counts[w] = counts.get(w, 0) + 1
+    words = {k: [set(re.findall(r"\w+|[^\w\s]", t.lower())) for t in part.texts] for k, part in split.items()}
+    counts = Counter(w for ws in words["train"] for w in ws)  # in how many train texts each word occurs
     index = {w: i for i, w in enumerate(sorted(w for w, c in counts.items() if c >= min_count))}
 
-    def features(texts: list[str]) -> torch.Tensor:
+    def features(texts: list[set[str]]) -> torch.Tensor:
         X = torch.zeros(len(texts), len(index))
-        for i, t in enumerate(texts):
-            for w in re.findall(r"\w+|[^\w\s]", t.lower()):
-                if w in index:
-                    X[i, index[w]] = 1.0
+        for i, ws in enumerate(texts):
+            X[i, [index[w] for w in ws if w in index]] = 1.0
         return X
 
-    X, y = features(split["train"].texts), torch.tensor(split["train"].labels)
+    X, y = features(words["train"]), torch.tensor(split["train"].labels)
     W = torch.zeros(len(index), 2, requires_grad=True)
     b = torch.zeros(2, requires_grad=True)
     opt = torch.optim.LBFGS([W, b], max_iter=200)
@@ -89,7 +87,7 @@ def bag_of_words_val(split: dict, weight_decay: float = 1e-3, min_count: int = 2
 
     opt.step(closure)
     with torch.no_grad():
-        pred = (features(split["val"].texts) @ W + b).argmax(1)
+        pred = (features(words["val"]) @ W + b).argmax(1)
     return ft.accuracy(pred, torch.tensor(split["val"].labels))
 
 

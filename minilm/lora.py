@@ -46,7 +46,29 @@ def _features(base: nn.Module) -> tuple[int, int]:
     return in_f, out_f
 
 
-class LoRALinear(nn.Module):
+def _check_rank_alpha(rank: int, alpha: float, limit: int, limit_name: str) -> None:
+    if not 1 <= rank <= limit:
+        raise ValueError(f"rank={rank} must be between 1 and {limit_name} = {limit}")
+    if alpha <= 0:
+        raise ValueError(f"alpha={alpha} must be > 0 (the update is scaled by alpha / rank)")
+
+
+class _Wrapper(nn.Module):
+    """A layer around a frozen `base`: `weight` and `bias` are the base's, so code that reads
+    `layer.weight` (a dtype or device check, weight tying) keeps working."""
+
+    base: nn.Module
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return getattr(self.base, "bias", None)
+
+
+class LoRALinear(_Wrapper):
     """A frozen `base` Linear (or GPT-2 Conv1D) plus a trainable rank-`rank` update: x (..., in) -> (..., out)."""
 
     def __init__(self, base: nn.Module, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0) -> None:
@@ -54,10 +76,7 @@ class LoRALinear(nn.Module):
         if not (isinstance(base, nn.Linear) or _is_conv1d(base)):
             raise TypeError(f"LoRALinear wraps an nn.Linear (or a Hugging Face Conv1D), got {type(base).__name__}")
         in_f, out_f = _features(base)
-        if not 1 <= rank <= min(in_f, out_f):
-            raise ValueError(f"rank={rank} must be between 1 and min(in, out) = {min(in_f, out_f)}")
-        if alpha <= 0:
-            raise ValueError(f"alpha={alpha} must be > 0 (the update is scaled by alpha / rank)")
+        _check_rank_alpha(rank, alpha, min(in_f, out_f), "min(in, out)")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout={dropout} must be in [0, 1)")
         self.base = base
@@ -72,15 +91,6 @@ class LoRALinear(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # nn.Linear's own initialisation
         self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The base weight (code that reads `layer.weight`, e.g. a dtype check, keeps working)."""
-        return self.base.weight
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.base.bias
 
     def delta_weight(self) -> torch.Tensor:
         """The update in nn.Linear's layout: (alpha / r) * B @ A, shape (out, in)."""
@@ -113,7 +123,7 @@ class LoRALinear(nn.Module):
         return f"in={self.in_features}, out={self.out_features}, rank={self.rank}, alpha={self.alpha}"
 
 
-class LoRAEmbedding(nn.Module):
+class LoRAEmbedding(_Wrapper):
     """A frozen `base` nn.Embedding plus a trainable rank-`rank` update: ids (...) -> (..., dim).
 
     delta_E = (alpha / r) * (B @ A).T with A (r, vocab) and B (dim, r): row v of the table moves by
@@ -125,10 +135,7 @@ class LoRAEmbedding(nn.Module):
         if not isinstance(base, nn.Embedding):
             raise TypeError(f"LoRAEmbedding wraps an nn.Embedding, got {type(base).__name__}")
         vocab, dim = base.weight.shape
-        if not 1 <= rank <= min(vocab, dim):
-            raise ValueError(f"rank={rank} must be between 1 and min(vocab, dim) = {min(vocab, dim)}")
-        if alpha <= 0:
-            raise ValueError(f"alpha={alpha} must be > 0 (the update is scaled by alpha / rank)")
+        _check_rank_alpha(rank, alpha, min(vocab, dim), "min(vocab, dim)")
         self.base = base
         base.weight.requires_grad_(False)
         self.num_embeddings, self.embedding_dim = vocab, dim
@@ -138,10 +145,6 @@ class LoRAEmbedding(nn.Module):
         self.lora_B = nn.Parameter(torch.empty(dim, rank, device=w.device, dtype=w.dtype))  # (dim, r)
         nn.init.normal_(self.lora_B)
         self.merged = False
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.base.weight
 
     def delta_weight(self) -> torch.Tensor:
         """The update in nn.Embedding's layout: (alpha / r) * (B @ A).T, shape (vocab, dim)."""
@@ -172,7 +175,7 @@ class LoRAEmbedding(nn.Module):
         return f"vocab={self.num_embeddings}, dim={self.embedding_dim}, rank={self.rank}, alpha={self.alpha}"
 
 
-class TiedLoRAOutput(nn.Module):
+class TiedLoRAOutput(_Wrapper):
     """An output Linear whose weight is a LoRAEmbedding's table (weight tying): x (..., dim) -> (..., vocab).
 
     It adds the embedding's own update, x @ delta_E.T = scaling * x @ B @ A, until the embedding is
@@ -182,14 +185,6 @@ class TiedLoRAOutput(nn.Module):
         super().__init__()
         self.base = base
         self._embedding = [embedding]  # a plain list: not a second copy of the adapter in state_dict()
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return self.base.weight
-
-    @property
-    def bias(self) -> torch.Tensor | None:
-        return self.base.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e = self._embedding[0]
@@ -212,11 +207,6 @@ def linear_names(model: nn.Module) -> list[str]:
             if (isinstance(m, (nn.Linear, nn.Embedding)) or _is_conv1d(m)) and n]
 
 
-def _tied_outputs(model: nn.Module, weight: torch.Tensor) -> list[str]:
-    """Names of the nn.Linear layers of `model` whose weight is the very tensor `weight` (weight tying)."""
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.weight is weight]
-
-
 def apply_lora(model: nn.Module, pattern: str | Iterable[str], rank: int = 8, alpha: float = 16.0,
                dropout: float = 0.0) -> list[str]:  # dropout: Linear layers only (an embedding has none)
     """Replace, in place, every Linear/Conv1D whose full name matches `pattern` (re.search) by a LoRALinear,
@@ -237,31 +227,31 @@ def apply_lora(model: nn.Module, pattern: str | Iterable[str], rank: int = 8, al
             "re.search finds in some of these names, e.g. r'attn\\.c_attn' for minilm's GPT or "
             "r'query|value' for a BERT encoder."
         )
-    def replace(name: str, make) -> None:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, make(getattr(parent, child)))
-
-    embeddings = {id(model.get_submodule(n).weight): n for n in candidates
-                  if isinstance(model.get_submodule(n), nn.Embedding)}
-    for name in [n for n in chosen if isinstance(model.get_submodule(n), nn.Linear)]:
-        tied = embeddings.get(id(model.get_submodule(name).weight))
-        if tied is not None and tied not in chosen:
-            raise ValueError(
-                f"{name}'s weight is tied to the embedding {tied}: an update to it alone would change {tied} "
-                f"too when merged. Put LoRA on the embedding instead (a pattern matching {tied!r}); the tied "
-                f"output layer then shares its update.")
-    chosen = [n for n in chosen if not (isinstance(model.get_submodule(n), nn.Linear)
-                                        and id(model.get_submodule(n).weight) in embeddings)]  # the embedding's
+    layers = {n: model.get_submodule(n) for n in candidates}
+    embedding_of = {id(m.weight): n for n, m in layers.items() if isinstance(m, nn.Embedding)}
+    tied = {n: embedding_of[id(m.weight)] for n, m in layers.items()  # output layer -> the embedding it shares
+            if isinstance(m, nn.Linear) and id(m.weight) in embedding_of}
     for name in chosen:
-        layer = model.get_submodule(name)
+        if name in tied and tied[name] not in chosen:
+            raise ValueError(
+                f"{name}'s weight is tied to the embedding {tied[name]}: an update to it alone would change "
+                f"{tied[name]} too when merged. Put LoRA on the embedding instead (a pattern matching "
+                f"{tied[name]!r}); the tied output layer then shares its update.")
+
+    def replace(name: str, new: nn.Module) -> None:
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+    chosen = [n for n in chosen if n not in tied]  # a tied output layer follows its embedding
+    for name in chosen:
+        layer = layers[name]
         if isinstance(layer, nn.Embedding):
             adapter = LoRAEmbedding(layer, rank, alpha)
-            for out in _tied_outputs(model, layer.weight):
-                replace(out, lambda base, adapter=adapter: TiedLoRAOutput(base, adapter))
-            replace(name, lambda base, adapter=adapter: adapter)
+            replace(name, adapter)
+            for out in (o for o, e in tied.items() if e == name):
+                replace(out, TiedLoRAOutput(layers[out], adapter))
         else:
-            replace(name, lambda base: LoRALinear(base, rank, alpha, dropout))
+            replace(name, LoRALinear(layer, rank, alpha, dropout))
     return chosen
 
 
