@@ -28,8 +28,11 @@ import minilm.finetune_recipes as recipes
 from minilm import finetune as ft
 
 
-def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: int) -> str:
-    """One fine-tune described by `spec`; its val accuracy, trainable share and seconds as a line."""
+def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: int, seed: int = 0,
+        dropout: float | None = None, weight_decay: float | None = None) -> tuple[float, str]:
+    """One fine-tune described by `spec` (fine-tuning seed `seed`; `dropout` replaces every dropout rate of
+    the body and head, `weight_decay` the recipe's); (val accuracy, a line with it, the trainable share and
+    the seconds)."""
     parts = spec.split(":")
     if len(parts) < 4:
         raise SystemExit(f"RUN {spec!r}: give MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]")
@@ -42,6 +45,10 @@ def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: i
     if base != "scratch":
         body.load_state_dict(state)
     clf = ft.GPTClassifier(body, 2, pooling=pooling)
+    if dropout is not None:
+        for m in clf.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = dropout
     ft.prepare(clf, "full" if base == "scratch" else base, **({"lora_pattern": pattern, "rank": rank}
                                                                if base == "lora" else {}))
     if mode.endswith("+wte"):
@@ -55,11 +62,13 @@ def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: i
         run_data["train"] = (ft.encode_for(gpt, tok, part.texts), torch.tensor(part.labels))
     cfg = replace(ft.finetune_config("cpu", len(run_data["train"][1]), "full", max_steps=steps),
                   learning_rate=lr, min_lr=lr / 10)  # the recipe's schedule, at this run's lr
+    if weight_decay is not None:
+        cfg = replace(cfg, weight_decay=weight_decay)
     t0 = time.perf_counter()
-    ft.finetune(clf, run_data, cfg, batch_size, "cpu", seed=0)
+    ft.finetune(clf, run_data, cfg, batch_size, "cpu", seed=seed)
     val = ft.accuracy(ft.predict(clf, run_data["val"][0]), run_data["val"][1])
-    return (f"  {spec}: val {val:.3f}  trainable {trainable:,} ({100 * trainable / total:.1f} %)  "
-            f"{time.perf_counter() - t0:.0f} s")
+    return val, (f"  {spec} (seed {seed}): val {val:.3f}  trainable {trainable:,} "
+                 f"({100 * trainable / total:.1f} %)  {time.perf_counter() - t0:.0f} s")
 
 
 def bag_of_words_val(split: dict, weight_decay: float = 1e-3, min_count: int = 2) -> float:
@@ -101,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=cpu.steps, help=f"pretraining steps ({cpu.steps})")
     parser.add_argument("--n-layer", type=int, default=cpu.n_layer)
     parser.add_argument("--n-embd", type=int, default=cpu.n_embd)
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="fine-tune each RUN with this many seeds and print their mean (val's noise is ~0.014)")
+    parser.add_argument("--dropout", type=float, help="fine-tune with this dropout everywhere (default: the GPT's)")
+    parser.add_argument("--weight-decay", type=float, help="fine-tune with this weight decay (default: the recipe's)")
     parser.add_argument("--train-texts", type=int, help="use only this many train texts (a quick check)")
     args = parser.parse_args(argv)
     recipes.REVIEW_RECIPES["sweep"] = recipes.ReviewRecipe(
@@ -120,8 +133,17 @@ def main(argv: list[str] | None = None) -> int:
           f"LM val loss {history.val_loss[-1]:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     state = {k: v.clone() for k, v in gpt.state_dict().items()}
     data = ft.split_tensors(split, lambda texts: ft.encode_for(gpt, tok, texts))
+    batch_size = recipes.FINETUNE_RECIPES["cpu"].batch_size
     for spec in args.runs:
-        print(run(gpt, tok, state, split, data, spec, recipes.FINETUNE_RECIPES["cpu"].batch_size), flush=True)
+        vals = []
+        for seed in range(args.seeds):
+            val, line = run(gpt, tok, state, split, data, spec, batch_size, seed, args.dropout, args.weight_decay)
+            vals.append(val)
+            print(line, flush=True)
+        if args.seeds > 1:
+            mean = sum(vals) / len(vals)
+            spread = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+            print(f"  {spec}: mean val {mean:.3f} over {len(vals)} seeds (sd {spread:.3f})", flush=True)
     return 0
 
 

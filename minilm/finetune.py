@@ -64,7 +64,7 @@ from .sentiment import (  # noqa: F401  (the data side, re-exported: ft.rt_polar
 )
 from .training import History, TrainConfig, train
 
-Pooling = Literal["last", "mean"]
+Pooling = Literal["last", "mean", "max"]
 Mode = Literal["head", "full", "lora"]
 GPT_LORA_PATTERN = r"attn\.c_attn|attn\.c_proj"  # LoRA on every attention projection of minilm's GPT
 
@@ -92,12 +92,22 @@ def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (h * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
 
 
+def max_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """h (B, T, C), mask (B, T) bool -> (B, C): each feature's largest value over the row's real positions
+    (max over time, as in Kim 2014's CNN: one strong word can decide)."""
+    if not bool(mask.any(dim=1).all()):
+        raise ValueError("a row of the padding mask has no real token: nothing to pool")
+    return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+
+
 def pool(h: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
     if pooling == "last":
         return last_token_pool(h, mask)
     if pooling == "mean":
         return mean_pool(h, mask)
-    raise ValueError(f"pooling={pooling!r}; use 'last' or 'mean'")
+    if pooling == "max":
+        return max_pool(h, mask)
+    raise ValueError(f"pooling={pooling!r}; use 'last', 'mean' or 'max'")
 
 
 # ------------------------------------------------------------------------------- classifiers

@@ -69,7 +69,7 @@ def test_encode_pads_once_and_truncates():
         ft.encode_texts([""], tok, block_size=8)
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 def test_pooling_under_the_padding_mask_ignores_padding(pooling):
     gpt = tiny()
     clf = ft.GPTClassifier(gpt, 3, pooling=pooling).eval()
@@ -82,7 +82,7 @@ def test_pooling_under_the_padding_mask_ignores_padding(pooling):
         alone, _ = clf(torch.tensor([s]))
         torch.testing.assert_close(batched[i], alone[0], atol=1e-5, rtol=1e-5)
     h = gpt.features(torch.tensor([seqs[0]]))
-    expected = h[0, -1] if pooling == "last" else h[0].mean(0)
+    expected = {"last": h[0, -1], "mean": h[0].mean(0), "max": h[0].amax(0)}[pooling]
     torch.testing.assert_close(ft.pool(gpt.features(X.clamp(min=0))[:1], X[:1] >= 0, pooling)[0], expected)
 
 
@@ -92,6 +92,16 @@ def test_last_token_pool_any_mask():
     assert ft.last_token_pool(h, mask).flatten().tolist() == [1.0, 6.0]
     with pytest.raises(ValueError, match="no real token"):
         ft.last_token_pool(h, torch.zeros(2, 4, dtype=torch.bool))
+
+
+def test_max_pool_takes_each_feature_over_real_tokens_only():
+    h = torch.tensor([[[1.0, -5.0], [3.0, -7.0], [9.0, 9.0]], [[-2.0, 4.0], [-1.0, 0.0], [8.0, 8.0]]])
+    mask = torch.tensor([[True, True, False], [True, True, False]])  # the 9s and 8s are padding
+    assert ft.max_pool(h, mask).tolist() == [[3.0, -5.0], [-1.0, 4.0]]
+    with pytest.raises(ValueError, match="no real token"):
+        ft.max_pool(h, torch.zeros(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="'last', 'mean' or 'max'"):
+        ft.pool(h, mask, "sum")
 
 
 def test_accuracy_and_confusion_matrix():
