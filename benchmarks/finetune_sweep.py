@@ -4,6 +4,7 @@
     python benchmarks/finetune_sweep.py --vocab 4096 "lora:last:1e-3:1600:0:4:wte|c_attn|c_proj|c_fc"
     python benchmarks/finetune_sweep.py --vocab 1024 --steps 1500 head:last:3e-3:1600 scratch:last:1e-3:1600
     python benchmarks/finetune_sweep.py --bag-of-words        # the classic baseline, on val
+    python benchmarks/finetune_sweep.py --seeds 2 --dropout 0.3 full:last:1e-3:1600 full:max:1e-3:1600
 
 Pretrains (or loads from the cache) a review GPT of the given shape on the train split's text, like
 `minilm.finetune.review_gpt`, then runs one fine-tune per RUN and prints its val accuracy. A RUN is
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import sys
 import time
 from collections import Counter
@@ -141,9 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             vals.append(val)
             print(line, flush=True)
         if args.seeds > 1:
-            mean = sum(vals) / len(vals)
-            spread = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
-            print(f"  {spec}: mean val {mean:.3f} over {len(vals)} seeds (sd {spread:.3f})", flush=True)
+            print(f"  {spec}: mean val {statistics.mean(vals):.3f} over {len(vals)} seeds "
+                  f"(sd {statistics.stdev(vals):.3f})", flush=True)
     return 0
 
 

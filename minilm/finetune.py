@@ -77,10 +77,14 @@ def padding_mask(x: torch.Tensor) -> torch.Tensor:
     return x >= 0
 
 
-def last_token_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """h (B, T, C), mask (B, T) bool -> (B, C): the hidden state at each row's last real (True) position."""
+def _require_a_real_token(mask: torch.Tensor) -> None:
     if not bool(mask.any(dim=1).all()):
         raise ValueError("a row of the padding mask has no real token: nothing to pool")
+
+
+def last_token_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """h (B, T, C), mask (B, T) bool -> (B, C): the hidden state at each row's last real (True) position."""
+    _require_a_real_token(mask)
     T = mask.shape[1]
     last = (torch.arange(T, device=mask.device) * mask).argmax(dim=1)  # (B,) index of the last True
     return h[torch.arange(h.shape[0], device=h.device), last]
@@ -95,8 +99,7 @@ def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def max_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """h (B, T, C), mask (B, T) bool -> (B, C): each feature's largest value over the row's real positions
     (max over time, as in Kim 2014's CNN: one strong word can decide)."""
-    if not bool(mask.any(dim=1).all()):
-        raise ValueError("a row of the padding mask has no real token: nothing to pool")
+    _require_a_real_token(mask)
     return h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
 
 
