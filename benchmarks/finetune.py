@@ -1,6 +1,6 @@
 """Fine-tuning targets of notebook 07 (issue 11), measured on rt-polarity's fixed split (minilm.finetune).
 
-    python benchmarks/finetune.py            # the cpu preset (or MINILM_PRESET), about 10 minutes on 2 quiet cores
+    python benchmarks/finetune.py            # the cpu preset (or MINILM_PRESET), about 30 minutes on 2 quiet cores
     python benchmarks/finetune.py --quick    # the smoke recipe on a few hundred examples: a sanity run
     python benchmarks/finetune.py --json out.json
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -65,8 +66,20 @@ def _mark(ok: bool) -> str:
     return "  ok" if ok else "  NOT MET"
 
 
-def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool) -> dict:
-    """Pretrained vs from scratch at 100 / 1,000 / all labels, then head / full / LoRA."""
+def _gap_row(pairs: list[tuple[dict, dict]]) -> dict:
+    """One row of the gap table from (from-scratch run, pretrained run) pairs, one pair per seed: the first
+    seed's runs, every seed's accuracies, their means and the spread of the paired test gap."""
+    seeds = [{"scratch_test": s["test_acc"], "pretrained_test": p["test_acc"], "scratch_val": s["val_acc"],
+              "pretrained_val": p["val_acc"], "gap_test": p["test_acc"] - s["test_acc"],
+              "gap_val": p["val_acc"] - s["val_acc"]} for s, p in pairs]
+    mean = {k: statistics.mean(r[k] for r in seeds) for k in seeds[0]}
+    gaps = [r["gap_test"] for r in seeds]
+    return {"labels": pairs[0][1]["labels"], "scratch": pairs[0][0], "pretrained": pairs[0][1], "seeds": seeds,
+            "mean": mean, "gap_sd": statistics.stdev(gaps) if len(gaps) > 1 else None}
+
+
+def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool, gap_seeds: int = 3) -> dict:
+    """Pretrained vs from scratch at 100 / 1,000 (`gap_seeds` seeds each) and all labels, then head / full / LoRA."""
     t0 = time.perf_counter()
     gpt, tok, hist = review_gpt(preset, device, split=split, progress=True)  # a bar: pretraining takes minutes
     print(f"  review GPT: {gpt.num_params():,} parameters, BPE {tok.vocab_size} tokens, "
@@ -76,8 +89,9 @@ def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool) -
     figures: dict = {"gap": [], "modes": {}}
     bs = FINETUNE_RECIPES[preset].batch_size
 
-    def one(mode: str, n: int | None, pretrained: bool) -> dict:
-        body = fresh_twin(gpt)  # a new GPT every run (LoRA wraps layers in place): random, or ...
+    def one(mode: str, n: int | None, pretrained: bool, seed: int = 0) -> dict:
+        """One fine-tune; `seed` draws the labelled subsample, the fresh weights and the batch order."""
+        body = fresh_twin(gpt, seed=1337 + seed)  # a new GPT every run (LoRA wraps layers in place): random, or ...
         if pretrained:  # ... the pretrained weights
             body.load_state_dict(pretrained_state)
         clf = GPTClassifier(body, 2, pooling="last")
@@ -85,11 +99,11 @@ def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool) -
         if mode == "lora_no_wte":  # the same adapters without the one on the token embedding
             lora["lora_pattern"] = NO_EMBEDDING_PATTERN
         trainable, total = prepare(clf, {"scratch": "full", "lora_no_wte": "lora"}.get(mode, mode), **lora)
-        train_part = split["train"] if n is None else subsample(split["train"], n, seed=0)
+        train_part = split["train"] if n is None else subsample(split["train"], n, seed=seed)
         data = dict(full_data)
         data["train"] = (encode_for(gpt, tok, train_part.texts), torch.tensor(train_part.labels))
         cfg = finetune_config(preset, len(train_part), "lora" if mode == "lora_no_wte" else mode, progress=progress)
-        res = finetune(clf, data, cfg, bs, device, seed=0)
+        res = finetune(clf, data, cfg, bs, device, seed=seed)
         val = accuracy(predict(clf, data["val"][0]), data["val"][1])
         pred = predict(clf, data["test"][0])
         test = accuracy(pred, data["test"][1])
@@ -98,18 +112,24 @@ def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool) -
                 "steps": cfg.max_steps, "memory_mb": res.memory_bytes / 2**20,
                 "confusion": confusion_matrix(pred, data["test"][1], 2).tolist()}
 
-    print("\n  labels   from scratch   pretrained   gap (test accuracy; val in brackets)", flush=True)
+    print(f"\n  labels   from scratch   pretrained   gap    (test accuracy; val in brackets; below "
+          f"all labels the mean of {gap_seeds} seeds)", flush=True)
     counts = sorted({min(n, len(split["train"])) for n in LABEL_COUNTS if n is not None})
     for n in [c for c in counts if c < len(split["train"])] + [None]:
-        scratch, pre = one("scratch", n, False), one("full", n, True)
-        figures["gap"].append({"labels": pre["labels"], "scratch": scratch, "pretrained": pre})
-        print(f"  {pre['labels']:>6}   {scratch['test_acc']:.3f} ({scratch['val_acc']:.3f})  "
-              f"{pre['test_acc']:.3f} ({pre['val_acc']:.3f})  {pre['test_acc'] - scratch['test_acc']:+.3f}")
+        seeds = range(1 if n is None else gap_seeds)  # every label: one run each (they take minutes)
+        pairs = [(one("scratch", n, False, s), one("full", n, True, s)) for s in seeds]
+        row = _gap_row(pairs)
+        figures["gap"].append(row)
+        m = row["mean"]
+        spread = f"  (sd of the gap over seeds {row['gap_sd']:.3f})" if len(pairs) > 1 else ""
+        print(f"  {row['labels']:>6}   {m['scratch_test']:.3f} ({m['scratch_val']:.3f})  {m['pretrained_test']:.3f} "
+              f"({m['pretrained_val']:.3f})  {m['gap_test']:+.3f} ({m['gap_val']:+.3f}){spread}", flush=True)
     n_test = len(split["test"])
     se = (0.7 * 0.3 / n_test) ** 0.5  # binomial standard error of one accuracy near 0.7
     figures["test_accuracy_se"] = se
     print(f"  ({n_test:,} test texts: one accuracy's standard error is about {se:.3f}, so a gap between two "
-          f"models under about {2 * se * 2 ** 0.5:.3f} is within the noise of the test split)", flush=True)
+          f"single runs under about {2 * se * 2 ** 0.5:.3f} is within the noise of the test split; a seed changes "
+          "the labelled subsample, the initial weights and the batch order)", flush=True)
     figures["modes"]["full"] = figures["gap"][-1]["pretrained"]
     for mode in ("head", "lora", "lora_no_wte"):
         figures["modes"][mode] = one(mode, None, True)
@@ -174,7 +194,11 @@ def main() -> int:
     parser.add_argument("--skip-minilm", action="store_true", help="leave out the MiniLM encoder part")
     parser.add_argument("--only", choices=["gpt", "minilm"], help="run one part only")
     parser.add_argument("--device", help="where to train (default: cuda when there is a GPU, else cpu)")
+    parser.add_argument("--gap-seeds", type=int, default=3,
+                        help="seeds of each run at 100 and 1,000 labels (the gap's mean and spread; default 3)")
     args = parser.parse_args()
+    if args.gap_seeds < 1:
+        parser.error(f"--gap-seeds {args.gap_seeds}: give 1 or more")
     preset = "smoke" if args.quick else active_preset().name
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}, preset {preset}", flush=True)
@@ -185,7 +209,7 @@ def main() -> int:
     figures: dict = {"preset": preset}
     if args.only != "minilm":
         print("\n[gpt] GPT-1's recipe: pretrain on the train-split review text, then fine-tune", flush=True)
-        figures["gpt"] = run_gpt(preset, small, device, progress=False)
+        figures["gpt"] = run_gpt(preset, small, device, progress=False, gap_seeds=args.gap_seeds)
     if not args.skip_minilm and args.only != "gpt":
         print("\n[minilm] all-MiniLM-L6-v2, offline", flush=True)
         figures["minilm"] = run_minilm(preset, small, device, False, 32 if args.quick else 2000)
@@ -200,7 +224,7 @@ def main() -> int:
     full, lora = g["modes"]["full"], g["modes"]["lora"]
     checks = {
         "pretrained_test_acc>=0.75": best["test_acc"] >= 0.75,
-        "pretrained>scratch@1000": at1000["pretrained"]["test_acc"] > at1000["scratch"]["test_acc"],
+        "pretrained>scratch@1000": at1000["mean"]["gap_test"] > 0,  # the mean over seeds of the paired gap
         "lora_within_2pts_of_full": lora["test_acc"] >= full["test_acc"] - 0.02,
         "lora_trainable<=5%_of_full": lora["trainable"] <= 0.05 * full["trainable"],
     }
@@ -208,9 +232,11 @@ def main() -> int:
     print(f"  pretrained + fine-tuned GPT, test accuracy {best['test_acc']:.3f}   target >= 0.75; references: "
           f"Naive Bayes / SVM ~0.77 (Pang and Lee 2005), CNN from scratch ~0.76 (Kim 2014)"
           f"{_mark(checks['pretrained_test_acc>=0.75'])}")
-    print(f"  at {at1000['labels']} labels: pretrained {at1000['pretrained']['test_acc']:.3f} vs from scratch "
-          f"{at1000['scratch']['test_acc']:.3f}, gap {at1000['pretrained']['test_acc'] - at1000['scratch']['test_acc']:+.3f}"
-          f"   target > 0{_mark(checks['pretrained>scratch@1000'])}")
+    m1000 = at1000["mean"]
+    gaps = ", ".join(f"{r['gap_test']:+.3f}" for r in at1000["seeds"])
+    print(f"  at {at1000['labels']} labels, mean of {len(at1000['seeds'])} seeds: pretrained {m1000['pretrained_test']:.3f} "
+          f"vs from scratch {m1000['scratch_test']:.3f}, gap {m1000['gap_test']:+.3f} (per seed {gaps}; val "
+          f"{m1000['gap_val']:+.3f})   target > 0{_mark(checks['pretrained>scratch@1000'])}")
     print(f"  LoRA {lora['test_acc']:.3f} with {lora['trainable']:,} trainable vs full {full['test_acc']:.3f} with "
           f"{full['trainable']:,} ({100 * lora['trainable'] / full['trainable']:.1f} %)   target within 2 points, "
           f"<= 5 %{_mark(checks['lora_within_2pts_of_full'] and checks['lora_trainable<=5%_of_full'])}")

@@ -203,6 +203,26 @@ def test_benchmark_quick(tmp_path):
     assert 0.0 <= figures["gpt"]["modes"]["lora"]["test_acc"] <= 1.0
 
 
+def test_the_benchmark_gap_is_the_mean_of_paired_seeds():
+    """benchmarks/finetune.py judges 'ahead at 1,000 labels' on the seeds' mean paired gap, not one run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_bench", ROOT / "benchmarks" / "finetune.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    def run(test, val):
+        return {"labels": 1000, "test_acc": test, "val_acc": val}
+
+    pairs = [(run(0.60, 0.61), run(0.66, 0.65)), (run(0.64, 0.62), run(0.62, 0.66)), (run(0.62, 0.60), run(0.67, 0.63))]
+    row = bench._gap_row(pairs)
+    assert row["labels"] == 1000 and row["scratch"] is pairs[0][0] and row["pretrained"] is pairs[0][1]
+    assert [round(r["gap_test"], 6) for r in row["seeds"]] == [0.06, -0.02, 0.05]
+    assert abs(row["mean"]["gap_test"] - 0.03) < 1e-9 and abs(row["mean"]["pretrained_val"] - 0.646667) < 1e-6
+    assert abs(row["gap_sd"] - 0.0435889894) < 1e-6
+    assert bench._gap_row(pairs[:1])["gap_sd"] is None
+
+
 def test_the_recipe_sweep_runs_and_reads_no_test_text(tmp_path, monkeypatch):
     """benchmarks/finetune_sweep.py (how the recipe was chosen, on val) runs every kind of RUN it documents."""
     import importlib.util
