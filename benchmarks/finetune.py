@@ -7,7 +7,7 @@
 Targets and references, each printed beside the figure measured in this run:
 - the GPT pretrained on the review text (GPT-1's recipe, small) then fine-tuned: >= 75 % test accuracy
   (Pang and Lee 2005: about 77 % for Naive Bayes / SVM on this data; Kim 2014's CNN from scratch
-  about 76 %), and above its from-scratch twin at 1,000 labels;
+  about 76 %), and above its from-scratch twin at 1,000 labels (the mean over seeds of the paired gap);
 - LoRA on that GPT: within 2 points of the full fine-tune with <= 5 % of its trainable parameters (and,
   to show where the work is done, the same LoRA without its adapter on the token embedding);
 - the offline MiniLM encoder (22M parameters, pretrained on a billion sentence pairs): frozen + a
@@ -234,7 +234,8 @@ def main() -> int:
           f"{_mark(checks['pretrained_test_acc>=0.75'])}")
     m1000 = at1000["mean"]
     gaps = ", ".join(f"{r['gap_test']:+.3f}" for r in at1000["seeds"])
-    print(f"  at {at1000['labels']} labels, mean of {len(at1000['seeds'])} seeds: pretrained {m1000['pretrained_test']:.3f} "
+    n_seeds = len(at1000["seeds"])
+    print(f"  at {at1000['labels']} labels, mean of {n_seeds} seed{'s' * (n_seeds > 1)}: pretrained {m1000['pretrained_test']:.3f} "
           f"vs from scratch {m1000['scratch_test']:.3f}, gap {m1000['gap_test']:+.3f} (per seed {gaps}; val "
           f"{m1000['gap_val']:+.3f})   target > 0{_mark(checks['pretrained>scratch@1000'])}")
     print(f"  LoRA {lora['test_acc']:.3f} with {lora['trainable']:,} trainable vs full {full['test_acc']:.3f} with "

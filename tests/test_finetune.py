@@ -203,13 +203,19 @@ def test_benchmark_quick(tmp_path):
     assert 0.0 <= figures["gpt"]["modes"]["lora"]["test_acc"] <= 1.0
 
 
-def test_the_benchmark_gap_is_the_mean_of_paired_seeds():
-    """benchmarks/finetune.py judges 'ahead at 1,000 labels' on the seeds' mean paired gap, not one run."""
+def _benchmark(name: str):
+    """benchmarks/<name>.py imported as a module (the folder is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("finetune_bench", ROOT / "benchmarks" / "finetune.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_gap_is_the_mean_of_paired_seeds():
+    """benchmarks/finetune.py judges 'ahead at 1,000 labels' on the seeds' mean paired gap, not one run."""
+    bench = _benchmark("finetune")
 
     def run(test, val):
         return {"labels": 1000, "test_acc": test, "val_acc": val}
@@ -225,12 +231,8 @@ def test_the_benchmark_gap_is_the_mean_of_paired_seeds():
 
 def test_the_recipe_sweep_runs_and_reads_no_test_text(tmp_path, monkeypatch):
     """benchmarks/finetune_sweep.py (how the recipe was chosen, on val) runs every kind of RUN it documents."""
-    import importlib.util
-
     monkeypatch.setenv("MINILM_CACHE_DIR", str(tmp_path))
-    spec = importlib.util.spec_from_file_location("finetune_sweep", ROOT / "benchmarks" / "finetune_sweep.py")
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = _benchmark("finetune_sweep")
     seen = []
     real_split = ft.rt_polarity_split
 
