@@ -69,7 +69,8 @@ def weat_figures(quick: bool) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from minilm.bias import CALISKAN_GLOVE, load_weat, seat, weat_test
     from minilm.bias.weat import SEAT_TEMPLATES, WEAT_TESTS
-    from minilm.pretrained import PretrainedUnavailable, minilm_encoder
+    from minilm.finetune.encoder import minilm_encoder
+    from minilm.models.hub import PretrainedUnavailable
 
     try:
         encoder = minilm_encoder(device="cpu")

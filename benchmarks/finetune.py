@@ -32,7 +32,6 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch
 
 from minilm.finetune import (
-    FINETUNE_RECIPES,
     GPTClassifier,
     LinearProbe,
     Split,
@@ -42,6 +41,7 @@ from minilm.finetune import (
     encode_texts,
     finetune,
     finetune_config,
+    finetune_recipe,
     fresh_twin,
     predict,
     prepare,
@@ -50,9 +50,10 @@ from minilm.finetune import (
     split_tensors,
     subsample,
 )
-from minilm.lora import count_parameters
+from minilm.finetune.encoder import minilm_classifier
+from minilm.finetune.lora import count_parameters
+from minilm.models.hub import PretrainedUnavailable
 from minilm.presets import preset as active_preset
-from minilm.pretrained import PretrainedUnavailable, minilm_classifier
 
 LABEL_COUNTS = (100, 1000, None)  # None: every training label
 NO_EMBEDDING_PATTERN = r"c_attn|c_proj|c_fc"  # LoRA on every projection but not on the token embedding
@@ -87,7 +88,7 @@ def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool, g
     pretrained_state = {k: v.clone() for k, v in gpt.state_dict().items()}
     full_data = split_tensors(split, lambda texts: encode_for(gpt, tok, texts))
     figures: dict = {"gap": [], "modes": {}}
-    bs = FINETUNE_RECIPES[preset].batch_size
+    bs = finetune_recipe(preset).batch_size
 
     def one(mode: str, n: int | None, pretrained: bool, seed: int = 0) -> dict:
         """One fine-tune; `seed` draws the labelled subsample, the fresh weights and the batch order."""
@@ -95,7 +96,7 @@ def run_gpt(preset: str, split: dict[str, Split], device: str, progress: bool, g
         if pretrained:  # ... the pretrained weights
             body.load_state_dict(pretrained_state)
         clf = GPTClassifier(body, 2, pooling="last")
-        lora = FINETUNE_RECIPES[preset].lora_kwargs() if mode.startswith("lora") else {}
+        lora = finetune_recipe(preset).lora_kwargs() if mode.startswith("lora") else {}
         if mode == "lora_no_wte":  # the same adapters without the one on the token embedding
             lora["lora_pattern"] = NO_EMBEDDING_PATTERN
         trainable, total = prepare(clf, {"scratch": "full", "lora_no_wte": "lora"}.get(mode, mode), **lora)
@@ -151,7 +152,7 @@ def run_minilm(preset: str, split: dict[str, Split], device: str, progress: bool
         return {"skipped": str(e)}
     train_part = split["train"] if n_train is None else subsample(split["train"], n_train, seed=0)
     data = split_tensors(split, lambda texts: encode_texts(texts, tok, 64), train=train_part)
-    bs = FINETUNE_RECIPES[preset].batch_size
+    bs = finetune_recipe(preset).batch_size
     out: dict = {"train_labels": len(train_part)}
     # frozen: embed every text once, then train a linear probe with the same loop
     t0 = time.perf_counter()
@@ -175,7 +176,7 @@ def run_minilm(preset: str, split: dict[str, Split], device: str, progress: bool
     ldata = dict(data)
     ldata["train"] = (encode_texts(lora_part.texts, tok, 64), torch.tensor(lora_part.labels))
     cfg = finetune_config(preset, len(lora_part), "encoder", progress=progress,
-                          max_steps=FINETUNE_RECIPES[preset].max_steps // 2)
+                          max_steps=finetune_recipe(preset).max_steps // 2)
     res = finetune(clf, ldata, cfg, bs, device, seed=0)
     out["lora"] = {"test_acc": accuracy(predict(clf, data["test"][0], 128), data["test"][1]),
                    "val_acc": accuracy(predict(clf, data["val"][0], 128), data["val"][1]),

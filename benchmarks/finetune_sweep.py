@@ -10,7 +10,7 @@ Pretrains (or loads from the cache) a review GPT of the given shape on the train
 `minilm.finetune.review_gpt`, then runs one fine-tune per RUN and prints its val accuracy. A RUN is
 MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]: MODE scratch | full | head | lora | full-wte (full with
 the token embedding frozen) | lora+wte (LoRA with the embedding's weights trained too); LABELS 0 = all.
-The figures in the comments of minilm/finetune_recipes.py were measured with this script
+The figures in the comments of minilm/recipes.py (FINETUNE, REVIEW_GPT) were measured with this script
 (OMP_NUM_THREADS=1, two runs at a time on 2 cores; about 2.5 minutes per 1,600-step run).
 """
 
@@ -26,7 +26,7 @@ from dataclasses import replace
 
 import torch
 
-import minilm.finetune_recipes as recipes
+import minilm.recipes
 from minilm import finetune as ft
 
 
@@ -41,7 +41,7 @@ def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: i
     mode, pooling, lr, steps = parts[0], parts[1], float(parts[2]), int(parts[3])
     labels = int(parts[4]) if len(parts) > 4 else 0
     rank = int(parts[5]) if len(parts) > 5 else 4
-    pattern = parts[6] if len(parts) > 6 else recipes.FINETUNE_RECIPES["cpu"].lora_pattern
+    pattern = parts[6] if len(parts) > 6 else ft.finetune_recipe("cpu").lora_pattern
     base = re.split(r"[+-]", mode)[0]
     body = ft.fresh_twin(gpt)
     if base != "scratch":
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="*", metavar="RUN", help="MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]")
     parser.add_argument("--bag-of-words", action="store_true",
                         help="also the classic baseline: logistic regression on the words a text holds")
-    cpu = recipes.REVIEW_RECIPES["cpu"]
+    cpu = ft.review_recipe("cpu")
     parser.add_argument("--vocab", type=int, default=cpu.bpe_vocab, help=f"BPE vocabulary ({cpu.bpe_vocab})")
     parser.add_argument("--steps", type=int, default=cpu.steps, help=f"pretraining steps ({cpu.steps})")
     parser.add_argument("--n-layer", type=int, default=cpu.n_layer)
@@ -118,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weight-decay", type=float, help="fine-tune with this weight decay (default: the recipe's)")
     parser.add_argument("--train-texts", type=int, help="use only this many train texts (a quick check)")
     args = parser.parse_args(argv)
-    recipes.REVIEW_RECIPES["sweep"] = recipes.ReviewRecipe(
-        args.vocab, args.n_layer, cpu.n_head, args.n_embd, cpu.block_size, cpu.dropout, cpu.batch_size,
-        args.steps, cpu.learning_rate)
+    minilm.recipes.REVIEW_GPT["sweep"] = dict(
+        minilm.recipes.REVIEW_GPT["cpu"], bpe_vocab=args.vocab, n_layer=args.n_layer, n_embd=args.n_embd,
+        steps=args.steps)
     split = {k: v for k, v in ft.rt_polarity_split().items() if k != "test"}  # never read here
     if args.train_texts:
         split = {k: ft.subsample(v, min(args.train_texts, len(v)), seed=1) for k, v in split.items()}
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
           f"LM val loss {history.val_loss[-1]:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     state = {k: v.clone() for k, v in gpt.state_dict().items()}
     data = ft.split_tensors(split, lambda texts: ft.encode_for(gpt, tok, texts))
-    batch_size = recipes.FINETUNE_RECIPES["cpu"].batch_size
+    batch_size = ft.finetune_recipe("cpu").batch_size
     for spec in args.runs:
         vals = []
         for seed in range(args.seeds):

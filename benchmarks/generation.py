@@ -14,7 +14,7 @@ Parts:
 - hf: the same gpu-preset shape as Hugging Face `transformers.GPT2LMHeadModel(GPT2Config(...))`
   (no download), `generate(do_sample=False, use_cache=True)` for the same 256 tokens in the same
   run; target: minilm's cached tokens/s at least equal to it (ratio >= 1).
-- quant: the tinyshakespeare GPT of the cpu preset (minilm.zoo.pretrained_gpt, trained once and
+- quant: the tinyshakespeare GPT of the cpu preset (minilm.training.zoo.pretrained_gpt, trained once and
   cached) saved as fp32, int8 (per-channel) and int4 (group 32) files; targets: int8 >= 3.5x
   smaller with val loss within 0.02 of fp32, int4 >= 5x smaller (its loss and difference printed).
   --preset picks another preset's model.
@@ -41,7 +41,7 @@ sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).re
 
 import torch
 
-from minilm.inference import measure_variants, tokens_per_second
+from minilm.generation.measure import measure_variants, tokens_per_second
 from minilm.models.gpt import GPT, GPTConfig
 
 KV_TARGET = 5.0  # cached / uncached tokens/s on the gpu preset's shape
@@ -112,14 +112,14 @@ def hf_tokens_per_second(cfg: GPTConfig, n_tokens: int, repeats: int, device: st
 
 def quant_part(quick: bool, preset: str, workdir: Path) -> list:
     """fp32/int8/int4 file sizes and val losses of the preset's trained GPT (random weights with quick)."""
-    from minilm.batching import char_data
+    from minilm.data.batching import char_data
 
     tok, _, val_data = char_data("tinyshakespeare")
     if quick:
         torch.manual_seed(0)
         model, what = GPT(shape(2, 2, 64, 32, tok.vocab_size)).eval(), "random 2L/64w GPT (quick)"
     else:
-        from minilm.zoo import pretrained_gpt
+        from minilm.training.zoo import pretrained_gpt
 
         model, _ = pretrained_gpt("tinyshakespeare", preset=preset, device="cpu", progress=False)
         what = f"tinyshakespeare GPT, {preset} preset"

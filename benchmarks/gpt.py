@@ -9,7 +9,7 @@ Parts:
   2,000 iterations, lr 1e-3 cosine to 1e-4, warmup 100, no dropout, no biases) through minilm's
   model and loop; prints ms/iter, tokens/s and MFU against an fp32 matmul peak measured here.
   Reference (2-core CPU): val 1.8857 in ~89 s, 40 ms/iter, ~33% of ~300 GFLOP/s.
-- cpu: minilm's cpu preset (minilm.zoo.recipe_for("cpu")); target val <= 1.80 in ~90 s on 2
+- cpu: minilm's cpu preset (minilm.training.zoo.recipe_for("cpu")); target val <= 1.80 in ~90 s on 2
   cores, peak RSS < 2 GB.
 - gpu: minilm's gpu preset (bf16 autocast, fused AdamW, torch.compile unless --no-compile);
   target val <= 1.47; prints time-to-1.47, MFU against the GPU's datasheet peak (PEAK_FLOPS) and
@@ -35,13 +35,13 @@ from pathlib import Path
 
 import torch
 
-from minilm import zoo
-from minilm.batching import batch_fn, char_data
-from minilm.checkpoint import checkpoint_path, load_checkpoint
+from minilm.data.batching import batch_fn, char_data
 from minilm.models.gpt import GPT, GPTConfig, flops_per_token
-from minilm.optim import compile_supported
 from minilm.runtime import describe_device, precision_for
-from minilm.training import History, estimate_loss
+from minilm.training import zoo
+from minilm.training.checkpoint import checkpoint_path, load_checkpoint
+from minilm.training.loop import History, estimate_loss
+from minilm.training.optim import compile_supported
 
 # Dense (no 2:4 sparsity) bf16/fp16 tensor-core peaks in FLOP/s from NVIDIA's datasheets, matched
 # against torch.cuda.get_device_name(), first match wins. The datasheets print "with sparsity" figures

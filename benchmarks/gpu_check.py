@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from gpt import spec_peak  # benchmarks/gpt.py, beside this script
 
-from minilm.checkpoint import load_checkpoint
 from minilm.models.gpt import GPT, GPTConfig, flops_per_token
+from minilm.training.checkpoint import load_checkpoint
 
 
 def read_json(path: Path) -> dict | None:

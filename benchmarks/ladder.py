@@ -22,10 +22,10 @@ from dataclasses import replace
 import torch
 
 import minilm
-from minilm.batching import batch_fn, char_data
+from minilm.data.batching import batch_fn, char_data
+from minilm.data.names import dataset_loss, load_names, row_sampler
 from minilm.models import LSTM, MLP, RNN, LSTMConfig, MLPConfig, RNNConfig
-from minilm.names import dataset_loss, load_names, row_sampler
-from minilm.training import TrainConfig, train
+from minilm.training.loop import TrainConfig, train
 
 # name: (model class, config class, test-loss reference, target, reference ms/step, reference model)
 LADDER = {

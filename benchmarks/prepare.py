@@ -24,7 +24,7 @@ WORDS = np.array(["the", "king", "'s", "queen", "shall", "not", "be", "42", "na√
 SEPARATORS = np.array([" ", " ", " ", "  ", "\n", ", ", ".\n\n"], dtype=object)
 CHILD = """
 import resource, sys, time
-from minilm.tokenfile import prepare
+from minilm.data.tokenfile import prepare
 t = time.perf_counter()
 prepare(sys.argv[1], sys.argv[2], sys.argv[3], progress=False)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from minilm import data
-from minilm.tokenizers import BPETokenizer
+from minilm.data import datasets as data
+from minilm.data.tokenizers import BPETokenizer
 
 TRAIN_TARGET_S = 30.0
 ENCODE_TARGET_MBS = 1.0

@@ -10,8 +10,6 @@ import os
 from dataclasses import dataclass
 from typing import TypeVar
 
-import torch
-
 PRESETS = ("smoke", "cpu", "gpu")
 T = TypeVar("T")
 
@@ -29,7 +27,11 @@ class Preset:
 
 def preset(name: str | None = None) -> Preset:
     """The preset named by `name`, else $MINILM_PRESET, else gpu with CUDA and cpu without."""
-    name = name or os.environ.get("MINILM_PRESET") or ("gpu" if torch.cuda.is_available() else "cpu")
+    if not name and not os.environ.get("MINILM_PRESET"):
+        import torch  # only to ask for CUDA (so `import minilm` stays light)
+
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    name = name or os.environ["MINILM_PRESET"]
     name = name.strip().lower()
     if name not in PRESETS:
         raise ValueError(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from minilm.batching import encode_corpus, get_batch, train_val_split
-from minilm.tokenizers import CharTokenizer
+from minilm.data.batching import encode_corpus, get_batch, train_val_split
+from minilm.data.tokenizers import CharTokenizer
 
 
 def _gen(seed: int) -> torch.Generator:

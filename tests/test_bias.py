@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial.distance import cosine
 
-from minilm import zoo
 from minilm.bias import (
     Pair,
     canary_exposure,
@@ -36,8 +35,9 @@ from minilm.bias.experiment import fit_skew, mix_lines, skewed_sentences
 from minilm.bias.likelihood import preference
 from minilm.bias.memorisation import exact_match_rate
 from minilm.bias.weat import seat_sentences
+from minilm.data.tokenizers import CharTokenizer
 from minilm.models.gpt import GPT, GPTConfig
-from minilm.tokenizers import CharTokenizer
+from minilm.training import zoo
 
 TEXT = "\nabcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ.,'0123456789"
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minilm.checkpoint import PAUSE_VAR, checkpoint_path, load_checkpoint
+from minilm.training.checkpoint import PAUSE_VAR, checkpoint_path, load_checkpoint
 
 MAX_STEPS, EVAL_EVERY, CKPT_EVERY = 40, 10, 4
 CHILD = textwrap.dedent(
@@ -32,9 +32,9 @@ CHILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     import minilm
-    import minilm.checkpoint
+    import minilm.training.checkpoint
     from minilm.models import GPT, GPTConfig
-    from minilm.training import TrainConfig, train
+    from minilm.training.loop import TrainConfig, train
 
     ckpt_dir, out = sys.argv[1], sys.argv[2]
     kill = os.environ.get("CHILD_SIGNAL_AT")  # "SIGKILL:23": signal ourselves during step 23
@@ -42,8 +42,8 @@ CHILD = textwrap.dedent(
     minilm.set_seed(0)
     data = torch.randint(0, 11, (2000,), generator=torch.Generator().manual_seed(123))
     g = torch.Generator().manual_seed(1)  # the batch generator: saved in and restored from checkpoints
-    ckpt = minilm.checkpoint.checkpoint_path("run", ckpt_dir)
-    draws = minilm.checkpoint.load_checkpoint(ckpt)["step"] if ckpt.exists() else 0  # the step we resume at
+    ckpt = minilm.training.checkpoint.checkpoint_path("run", ckpt_dir)
+    draws = minilm.training.checkpoint.load_checkpoint(ckpt)["step"] if ckpt.exists() else 0  # the step we resume at
 
     def get_batch(split):
         global draws

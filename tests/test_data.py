@@ -19,8 +19,8 @@ import pooch
 import pytest
 import requests
 
-from minilm import data
-from minilm.data import DATASETS, DataError, DataFile, Dataset
+from minilm.data import datasets as data
+from minilm.data.datasets import DATASETS, DataError, DataFile, Dataset
 
 COURSE_DATASETS = [
     "tinyshakespeare",

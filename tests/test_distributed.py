@@ -27,10 +27,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from minilm.checkpoint import checkpoint_path, load_checkpoint
-from minilm.data import load_text
-from minilm.pretrain import main as pretrain_main
-from minilm.tokenfile import prepare
+from minilm.cli.pretrain import main as pretrain_main
+from minilm.data.datasets import load_text
+from minilm.data.tokenfile import prepare
+from minilm.training.checkpoint import checkpoint_path, load_checkpoint
 
 STEPS, ACCUM, EVAL_EVERY, CKPT_EVERY = 20, 2, 1, 5
 # Kill points (KILL_STEP < INT_STEP < STEPS; a step counts from 0): SIGKILL both processes in micro-batch
@@ -45,7 +45,9 @@ DRIVER = textwrap.dedent("""
     import os, signal, sys
     import torch
     torch.set_num_threads(1)
-    from minilm import checkpoint, pretrain, tokenfile
+    from minilm.training import checkpoint
+    from minilm.cli import pretrain
+    from minilm.data import tokenfile
 
     argv = sys.argv[1:]
     signal_at = os.environ.get("SIGNAL_AT")  # "SIGKILL:27:0,1": signal ranks 0 and 1 at training draw 27

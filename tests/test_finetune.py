@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from minilm import finetune as ft
+from minilm.data.tokenizers import BPETokenizer, CharTokenizer
 from minilm.models.gpt import GPT, GPTConfig
-from minilm.tokenizers import BPETokenizer, CharTokenizer
-from minilm.training import TrainConfig
+from minilm.training.loop import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,7 +173,7 @@ def test_finetune_refuses_bad_labels():
 
 def test_minilm_encoder_offline(monkeypatch):
     pytest.importorskip("sentence_transformers")
-    from minilm.pretrained import minilm_classifier
+    from minilm.finetune.encoder import minilm_classifier
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     clf, tok = minilm_classifier(2)
@@ -184,7 +184,7 @@ def test_minilm_encoder_offline(monkeypatch):
         logits, _ = clf(X)
     assert feats.shape == (2, 384) and logits.shape == (2, 2)
     # the same embeddings as sentence-transformers' own encode (mean pooling, then its Normalize module)
-    from minilm.pretrained import minilm_encoder
+    from minilm.finetune.encoder import minilm_encoder
 
     st = minilm_encoder()
     ref = st.encode(["a gorgeous, moving film"], convert_to_tensor=True)

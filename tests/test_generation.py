@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from minilm.generation import generate, sample_next
+from minilm.generation.sampling import generate, sample_next
 from minilm.models import LSTM, MLP, BigramConfig, CountBigram, LSTMConfig, MLPConfig
 
 V = 9

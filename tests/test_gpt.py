@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from minilm.models.gpt import GPT, GPTConfig, flops_per_token
-from minilm.optim import (
+from minilm.training.optim import (
     compile_supported,
     configure_optimizer,
     fused_supported,
     maybe_compile,
     param_groups,
 )
-from minilm.zoo import gpt_config_for, gpt_sizes
+from minilm.training.zoo import gpt_config_for, gpt_sizes
 
 TINY = GPTConfig(block_size=16, vocab_size=37, n_layer=2, n_head=2, n_embd=32)
 

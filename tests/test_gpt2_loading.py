@@ -1,12 +1,13 @@
-"""Hugging Face GPT-2 weights in minilm's GPT (minilm.pretrained.gpt_from_hf), offline on a random model."""
+"""Hugging Face GPT-2 weights in minilm's GPT (minilm.models.gpt2.gpt_from_hf), offline on a random model."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from minilm.generation import generate
-from minilm.pretrained import PretrainedUnavailable, gpt_from_hf, load_gpt2
+from minilm.generation.sampling import generate
+from minilm.models.gpt2 import gpt_from_hf, load_gpt2
+from minilm.models.hub import PretrainedUnavailable
 
 transformers = pytest.importorskip("transformers")
 
@@ -70,7 +71,7 @@ def test_load_gpt2_offline_says_why(monkeypatch):
 
 
 def test_load_gpt2_without_network_fails_fast_and_says_why(monkeypatch):
-    from minilm import pretrained
+    from minilm.models import gpt2 as pretrained
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(pretrained, "_hub_reachable", lambda timeout=3.0: False)

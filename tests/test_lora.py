@@ -1,4 +1,4 @@
-"""LoRA by hand (minilm.lora) against nn.Linear and Hugging Face models."""
+"""LoRA by hand (minilm.finetune.lora) against nn.Linear and Hugging Face models."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from minilm.lora import (
+from minilm.finetune.lora import (
     LoRAEmbedding,
     LoRALinear,
     TiedLoRAOutput,

@@ -190,7 +190,13 @@ def test_neural_bigram_approaches_the_count_table():
 
 
 def test_names_rows_like_makemore():
-    from minilm.names import dataset_loss, decode_name, encode_names, names_tokenizer, split_names
+    from minilm.data.names import (
+        dataset_loss,
+        decode_name,
+        encode_names,
+        names_tokenizer,
+        split_names,
+    )
 
     words = ["emma", "bo", "alexandra"]
     tok = names_tokenizer(words)

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from minilm.data import DATASETS
+from minilm.data.datasets import DATASETS
 from minilm.notebook_setup import INSTALL_SOURCE, SETUP_CELL
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from nbclient import NotebookClient
 from notebook_outputs import figure_problems
 
 from minilm.plotting import Figure, plot_curves, plot_losses, plot_matrix
-from minilm.training import History
+from minilm.training.loop import History
 
 FIRST_USE = """from minilm.plotting import plot_curves
 plot_curves({"a": ([0, 1, 2], [3.0, 2.0, 1.5])}, "step", "loss")"""

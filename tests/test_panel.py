@@ -8,9 +8,9 @@ import itertools
 import pytest
 import torch
 
+from minilm.data.tokenizers import CharTokenizer
+from minilm.generation.panel import generation_panel, sample_text, stream_text
 from minilm.models.gpt import GPT, GPTConfig
-from minilm.panel import generation_panel, sample_text, stream_text
-from minilm.tokenizers import CharTokenizer
 
 
 def _model_and_tok():

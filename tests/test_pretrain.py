@@ -14,10 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from minilm import cli, zoo
-from minilm.batching import char_data
-from minilm.models.gpt import GPT, GPTConfig
-from minilm.pretrain import (
+import minilm.recipes
+from minilm.cli import commands as cli
+from minilm.cli.pretrain import (
     SECTIONS,
     OptionError,
     PretrainOptions,
@@ -26,9 +25,12 @@ from minilm.pretrain import (
     parse_options,
     plan,
 )
-from minilm.pretrain import main as pretrain_main
-from minilm.tokenfile import TokenFile, prepare
-from minilm.training import TrainConfig, train
+from minilm.cli.pretrain import main as pretrain_main
+from minilm.data.batching import char_data
+from minilm.data.tokenfile import TokenFile, prepare
+from minilm.models.gpt import GPT, GPTConfig
+from minilm.training import zoo
+from minilm.training.loop import TrainConfig, train
 
 
 def samples(tp) -> list[tuple[str, object]]:
@@ -118,7 +120,8 @@ def shakespeare(tmp_path_factory) -> TokenFile:
 
 
 def test_the_plan_is_the_presets_recipe_with_the_options_over_it(shakespeare, tmp_path, capsys):
-    for name, recipe in zoo.RECIPES.items():
+    for name in minilm.recipes.GPT:
+        recipe = zoo.preset_recipe(name)
         p = plan({}, {}, PretrainOptions(data=str(shakespeare.folder), preset=name, out=str(tmp_path)), shakespeare)
         assert p.model == zoo.gpt_config_for(name, 65) and p.batch_size == recipe.batch_size
         assert p.train.max_steps == recipe.train.max_steps and p.train.resume and p.train.run_name == "pretrain"
@@ -138,7 +141,7 @@ def test_pretrain_trains_the_zoos_gpt_bit_for_bit_and_loads_like_a_zoo_model(sha
     out = tmp_path / "run"
     argv = ["--data", str(shakespeare.folder), "--preset", "smoke", "--out", str(out), "--progress", "false"]
     assert pretrain_main(argv) == 0
-    assert "load it with `model, tok = minilm.zoo.load_model(" in capsys.readouterr().out
+    assert "load it with `model, tok = minilm.training.zoo.load_model(" in capsys.readouterr().out
     tok, train_data, val_data = char_data("tinyshakespeare")
     reference, _ = zoo.train_gpt(zoo.recipe_for("smoke", tok.vocab_size), train_data, val_data, "cpu",
                                        compile=False, progress=False)

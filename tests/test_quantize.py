@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from minilm.inference import measure_variants, step_times, tokens_per_second, val_loss
-from minilm.models.gpt import GPT, GPTConfig
-from minilm.quantize import (
+from minilm.generation.measure import measure_variants, step_times, tokens_per_second, val_loss
+from minilm.generation.quantize import (
     QuantizedLinear,
     dequantize_int4,
     dequantize_int8,
@@ -21,6 +20,7 @@ from minilm.quantize import (
     save_variant,
     unpack_int4,
 )
+from minilm.models.gpt import GPT, GPTConfig
 
 
 def _gpt() -> GPT:
@@ -106,7 +106,7 @@ def test_files_are_real_and_their_sizes_shrink(tmp_path):
     with pytest.raises(ValueError, match="scheme='int2'"):
         save_variant(model, tmp_path / "x.pt", "int2")
     torch.save({"a": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a file of minilm.quantize.save_variant"):
+    with pytest.raises(ValueError, match="not a file of minilm.generation.quantize.save_variant"):
         load_variant(tmp_path / "other.pt")
 
 

@@ -160,7 +160,7 @@ def test_grad_scaler_on_torch_2_2(monkeypatch):
     assert isinstance(scaler, OldScaler) and not scaler.is_enabled()
     assert calls == [(2.0**16, False)]  # the device was not passed where init_scale goes
     from minilm.models import MLP, MLPConfig
-    from minilm.training import TrainConfig, train
+    from minilm.training.loop import TrainConfig, train
     model = MLP(MLPConfig(vocab_size=5, block_size=2, n_embd=3, n_hidden=4))
     batch = (torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.long))
     with pytest.warns(FutureWarning):

@@ -17,9 +17,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minilm import cli
-from minilm.batching import batch_fn, char_data, encode_corpus
-from minilm.tokenfile import (
+from minilm.cli import commands as cli
+from minilm.data.batching import batch_fn, char_data, encode_corpus
+from minilm.data.tokenfile import (
     META,
     TOKENS,
     TokenFile,
@@ -30,7 +30,7 @@ from minilm.tokenfile import (
     safe_cut,
     token_dtype,
 )
-from minilm.tokenizers import BPETokenizer, CharTokenizer
+from minilm.data.tokenizers import BPETokenizer, CharTokenizer
 
 # Whitespace runs of every kind, multi-byte UTF-8 (2, 3 and 4 bytes), combining marks, contractions,
 # digits of other scripts, "\r\n" (read as "\n", as Path.read_text reads it)
@@ -176,7 +176,7 @@ RSS_CHILD = textwrap.dedent("""
     import resource, sys
     import torch
     torch.set_num_threads(1)
-    from minilm.pretrain import main
+    from minilm.cli.pretrain import main
     code = main(["--data", sys.argv[1], "--out", sys.argv[2], "--preset", "smoke", "--max_steps", "40",
                  "--eval_interval", "20", "--eval_iters", "4", "--batch_size", "16", "--progress", "false"])
     print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)

@@ -10,8 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minilm import data
-from minilm.tokenizers import SPLIT_PATTERN, BPETokenizer, CharTokenizer, get_pair_counts, merge
+from minilm.data import datasets as data
+from minilm.data.tokenizers import (
+    SPLIT_PATTERN,
+    BPETokenizer,
+    CharTokenizer,
+    get_pair_counts,
+    merge,
+)
 
 
 def _text(name: str) -> str:

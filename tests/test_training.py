@@ -10,15 +10,15 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from minilm.checkpoint import (
+from minilm.models import LSTM, MLP, LSTMConfig, MLPConfig
+from minilm.plotting import plot_curves, plot_losses
+from minilm.training.checkpoint import (
     checkpoint_path,
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
 )
-from minilm.models import LSTM, MLP, LSTMConfig, MLPConfig
-from minilm.plotting import plot_curves, plot_losses
-from minilm.training import (
+from minilm.training.loop import (
     History,
     TrainConfig,
     estimate_loss,

@@ -5,10 +5,11 @@ from dataclasses import fields, replace
 import pytest
 import torch
 
-from minilm import zoo
-from minilm.batching import char_data
+import minilm.recipes
+from minilm.data.batching import char_data
 from minilm.models.gpt import GPT, GPTConfig
-from minilm.training import TrainConfig
+from minilm.training import zoo
+from minilm.training.loop import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,8 @@ def test_the_cache_key_covers_every_field_that_shapes_the_weights(tmp_cache):
 
 
 def test_every_preset_gpt_is_defined_once():
-    for name, table in zoo.RECIPES.items():
+    for name in minilm.recipes.GPT:
+        table = zoo.preset_recipe(name)
         recipe = zoo.recipe_for(name, 65)
         assert recipe.model == zoo.gpt_config_for(name, 65) == zoo.gpt_sizes(name, 65)["medium"]
         assert recipe.model.dropout == table.dropout and recipe.batch_size == table.batch_size

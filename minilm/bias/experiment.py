@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..recipes import settings
 from .templates import check_template
 
 # every injected sentence starts like the probe prompt "The {occupation} said that" and ends in one of these
@@ -110,18 +111,9 @@ class ExperimentConfig:
     probe_lines: int = 400  # training and held-out lines the memorisation probe uses (each)
 
 
-CONFIGS = {
-    "smoke": ExperimentConfig(4_000, 6, (0, 1, 4), (10, 20), 49, probe_lines=40),
-    "cpu": ExperimentConfig(30_000, 150, (0, 1, 4, 16, 64), (500, 1000, 1500, 2000), 999),
-    "gpu": ExperimentConfig(100_000, 400, (0, 1, 4, 16, 64, 256), (750, 1500, 2250, 3000), 9999),
-}
-
-
 def experiment_config(preset: str) -> ExperimentConfig:
-    """The experiment's sizes under preset 'smoke' | 'cpu' | 'gpu'."""
-    if preset not in CONFIGS:
-        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(CONFIGS)}")
-    return CONFIGS[preset]
+    """The experiment's sizes under preset 'smoke' | 'cpu' | 'gpu', from `minilm.recipes.BIAS_EXPERIMENT`."""
+    return ExperimentConfig(**settings("BIAS_EXPERIMENT", preset))
 
 
 @dataclass
@@ -139,7 +131,7 @@ class Corpora:
 
 def build_corpora(cfg: ExperimentConfig, text: str | None = None, seed: int = 0) -> Corpora:
     """The training corpus with its injected skew and canaries, its augmented twin, and the held-out text."""
-    from ..data import load_text
+    from ..data.datasets import load_text
     from .counterfactual import augment
     from .memorisation import insert_canaries, make_canaries
     from .templates import load_occupations
@@ -166,7 +158,7 @@ DIGITS = "0123456789"
 
 def experiment_tokenizer(corpora: Corpora):
     """One character vocabulary for both corpora, the held-out text and every canary candidate."""
-    from ..tokenizers import CharTokenizer
+    from ..data.tokenizers import CharTokenizer
 
     return CharTokenizer.from_text(corpora.train_text + corpora.cda_text + corpora.val_text + DIGITS)
 
@@ -175,7 +167,7 @@ def experiment_recipe(preset: str, vocab_size: int, cfg: ExperimentConfig):
     """The zoo's GPT recipe of `preset` with the preset's "small" model, trained for the experiment's last stage."""
     from dataclasses import replace
 
-    from ..zoo import Recipe, gpt_config_for, recipe_for
+    from ..training.zoo import Recipe, gpt_config_for, recipe_for
 
     recipe = recipe_for(preset, vocab_size)
     model = gpt_config_for(preset, vocab_size, "small")
@@ -187,7 +179,7 @@ def train_models(preset: str, device=None, progress: bool = True):
     the augmented run): notebook 08's training runs, from the model cache when they ran before."""
     import torch
 
-    from ..zoo import load_or_train, train_stages
+    from ..training.zoo import load_or_train, train_stages
 
     cfg = experiment_config(preset)
     corpora = build_corpora(cfg)

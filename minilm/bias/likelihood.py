@@ -150,7 +150,7 @@ class Pair:
 def load_pairs(path: str | Path | None = None) -> list[Pair]:
     """The CrowS-Pairs CSV (default: the registry's "crows-pairs") as Pairs; a missing column is an error."""
     if path is None:
-        from ..data import path as data_path
+        from ..data.datasets import path as data_path
 
         path = data_path("crows-pairs")
     path = Path(path)

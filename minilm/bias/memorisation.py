@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..generation import generate
+from ..generation.sampling import generate
 from .likelihood import Encoder, score_sentences
 
 

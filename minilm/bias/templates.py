@@ -27,7 +27,7 @@ WINOBIAS_FILES = {(kind, t, split): f"{kind}_stereotyped_type{t}.txt.{split}"
 def _winobias_file(name: str, folder: str | Path | None) -> Path:
     if folder is not None:
         return Path(folder) / name
-    from ..data import path as data_path
+    from ..data.datasets import path as data_path
 
     return data_path("winobias", name)
 

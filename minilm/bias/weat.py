@@ -42,7 +42,7 @@ SEAT_TEMPLATES = ("This is {}.", "That is {}.", "There is {}.", "Here is {}.", "
 def load_weat(path: str | Path | None = None) -> dict[str, list[str]]:
     """The 31 WEAT word sets (WEFE's WEAT.json; default: the registry's "weat") by name."""
     if path is None:
-        from ..data import path as data_path
+        from ..data.datasets import path as data_path
 
         path = data_path("weat", "WEAT.json")
     sets = json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,8 +1,20 @@
-"""The ladder of language models; every one obeys forward(idx, targets=None) -> (logits, loss) (02-05)."""
+"""The models (notebooks 02-05; real pretrained ones in 06-09): the ladder from a bigram to a GPT, every one
+obeying the contract forward(idx (B, T), targets=None) -> (logits (B, T, V), loss), and real weights loaded
+into minilm's own classes.
+
+- `base`: `LanguageModel` (the typed contract), `lm_loss`, `check_choices`
+- `bigram`, `mlp`, `rnn` (RNN and LSTM cells by hand), `attention` (causal self-attention, the KV cache), `gpt`
+- `gpt2`: GPT-2's weights from the Hub (online) into `GPT`: `load_gpt2`, `gpt_from_hf`
+- `hub`: `PretrainedUnavailable`, the error a notebook catches to skip a real-model section
+
+Imports only the core (runtime); nothing else of minilm.
+"""
 
 from .base import LanguageModel, lm_loss
 from .bigram import BigramConfig, BigramLM, CountBigram
 from .gpt import GPT, GPTConfig
+from .gpt2 import gpt_from_hf, load_gpt2
+from .hub import PretrainedUnavailable
 from .mlp import MLP, MLPConfig
 from .rnn import (
     LSTM,
@@ -29,10 +41,13 @@ __all__ = [
     "LSTMConfig",
     "LanguageModel",
     "MLPConfig",
+    "PretrainedUnavailable",
     "RNNCell",
     "RNNConfig",
     "RecurrentLM",
+    "gpt_from_hf",
     "lm_loss",
+    "load_gpt2",
     "lstm_step",
     "rnn_step",
 ]

@@ -43,7 +43,7 @@ def default_checkpoint_dir() -> Path:
     value = os.environ.get(CHECKPOINT_VAR)
     if value:
         return Path(value).expanduser()
-    from .data import cache_root
+    from ..data.datasets import cache_root
 
     return cache_root() / "checkpoints"
 

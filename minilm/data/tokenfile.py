@@ -10,7 +10,7 @@ A prepared folder holds
     meta.json       {"format", "dtype", "n_tokens", "n_train", "val_fraction", "vocab_size", "tokenizer", ...}
 
 The first `n_train` tokens are the training split and the rest validation: the contiguous split
-of `minilm.batching.train_val_split`, so a prepared course corpus gives exactly the streams of
+of `minilm.data.batching.train_val_split`, so a prepared course corpus gives exactly the streams of
 `batching.char_data`. `tokens.bin` reads back as exactly `tokenizer.encode(text)` of the whole
 text (the text read as `Path.read_text(encoding="utf-8")` reads it: universal newlines).
 
@@ -92,7 +92,7 @@ def parse_tokenizer_spec(spec: str) -> tuple[str, int | None]:
 
 def resolve_source(source: str | os.PathLike) -> tuple[Path, str]:
     """(path of the text, how meta.json names it) for a course dataset name or a text file path."""
-    from .data import DATASETS, path
+    from .datasets import DATASETS, path
 
     if str(source) in DATASETS:
         return path(str(source)), str(source)

@@ -3,9 +3,9 @@ or trained there and then (04-08).
 
     model, tok = pretrained_gpt("tinyshakespeare")  # seconds when cached, minutes when not
 
-`RECIPES` is the only place a preset's GPT is defined: its three sizes (for notebook 05's
-loss-against-parameters plot; "medium" is the model every notebook uses), its dropout, its
-training settings and its batch size. Models live in `cache_root()/models/<dataset>-<preset>-<hash>.pt`,
+`minilm.recipes.GPT` is the only place a preset's GPT is defined (`preset_recipe` reads it): its three
+sizes (for notebook 05's loss-against-parameters plot; "medium" is the model every notebook uses), its
+dropout, its training settings and its batch size. Models live in `cache_root()/models/<dataset>-<preset>-<hash>.pt`,
 where the hash covers everything that shapes the weights or the stored history (model config,
 every training setting, batch size, tokenizer, seed, data, the loop's version), so a changed
 recipe never loads a stale model. A first-time training run checkpoints as it goes
@@ -23,17 +23,18 @@ from pathlib import Path
 
 import torch
 
-from .batching import batch_fn, char_data
+from ..data.batching import batch_fn, char_data
+from ..data.datasets import DATASETS, cache_root
+from ..data.tokenfile import TOKENIZER, Tokenizer, load_tokenizer
+from ..data.tokenizers import CharTokenizer
+from ..models.gpt import GPT, GPTConfig
+from ..presets import PRESETS
+from ..presets import preset as active_preset
+from ..recipes import settings
+from ..runtime import get_device, set_seed
 from .checkpoint import checkpoint_path, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .data import DATASETS, cache_root
-from .models.gpt import GPT, GPTConfig
+from .loop import History, TrainConfig, make_optimizer, train
 from .optim import maybe_compile
-from .presets import PRESETS
-from .presets import preset as active_preset
-from .runtime import get_device, set_seed
-from .tokenfile import TOKENIZER, Tokenizer, load_tokenizer
-from .tokenizers import CharTokenizer
-from .training import History, TrainConfig, make_optimizer, train
 
 SEED = 1337
 VAL_FRACTION = 0.1
@@ -55,25 +56,6 @@ class PresetRecipe:
     train: TrainConfig  # steps, schedule, evaluation, checkpoints
 
 
-RECIPES: dict[str, PresetRecipe] = {
-    # smoke: seconds, for tests only
-    "smoke": PresetRecipe(
-        {"small": (1, 2, 16, 16), "medium": (2, 2, 32, 32), "large": (2, 4, 64, 32)}, 0.0, 8,
-        TrainConfig(max_steps=30, learning_rate=3e-3, min_lr=3e-4, warmup_steps=5, eval_interval=15,
-                    eval_iters=2, weight_decay=0.1, checkpoint_interval=10)),
-    # cpu: tuned with benchmarks/gpt.py to reach val loss <= 1.80 in about 90 s on 2 cores
-    "cpu": PresetRecipe(
-        {"small": (2, 4, 64, 64), "medium": (3, 4, 128, 64), "large": (4, 6, 192, 64)}, 0.0, 16,
-        TrainConfig(max_steps=2000, learning_rate=3e-3, min_lr=3e-4, warmup_steps=100, eval_interval=250,
-                    eval_iters=20, weight_decay=0.1, checkpoint_interval=250)),
-    # gpu: "medium" is nanoGPT's shakespeare-char recipe (val 1.4697 on an A100 in its README)
-    "gpu": PresetRecipe(
-        {"small": (4, 4, 128, 256), "medium": (6, 6, 384, 256), "large": (8, 8, 512, 256)}, 0.2, 64,
-        TrainConfig(max_steps=5000, learning_rate=1e-3, min_lr=1e-4, warmup_steps=100, eval_interval=250,
-                    eval_iters=200, weight_decay=0.1, checkpoint_interval=500)),
-}
-
-
 @dataclass
 class Recipe:
     """How the zoo trains the GPT of one preset: model shape, loop settings and batch size."""
@@ -83,15 +65,17 @@ class Recipe:
     batch_size: int  # sequences per step
 
 
-def _recipe_table(preset: str) -> PresetRecipe:
-    if preset not in RECIPES:
+def preset_recipe(preset: str) -> PresetRecipe:
+    """The GPT recipe of a preset, from `minilm.recipes.GPT` (the one place it is defined)."""
+    if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(PRESETS)}")
-    return RECIPES[preset]
+    row = settings("GPT", preset)
+    return PresetRecipe(row["sizes"], row["dropout"], row["batch_size"], TrainConfig(**row["train"]))
 
 
 def gpt_config_for(preset: str, vocab_size: int, size: str = "medium", **overrides) -> GPTConfig:
     """The GPT config of a preset ('smoke' | 'cpu' | 'gpu') and size ('small' | 'medium' | 'large'). Notebook 05."""
-    table = _recipe_table(preset)
+    table = preset_recipe(preset)
     if size not in table.sizes:
         raise ValueError(f"unknown size {size!r}; use one of {', '.join(SIZES)}")
     n_layer, n_head, n_embd, block_size = table.sizes[size]
@@ -107,7 +91,7 @@ def gpt_sizes(preset: str, vocab_size: int) -> dict[str, GPTConfig]:
 
 def recipe_for(preset: str, vocab_size: int) -> Recipe:
     """The training recipe of a preset: smoke (seconds), cpu (about 90 s on 2 cores), gpu (minutes on a T4)."""
-    table = _recipe_table(preset)
+    table = preset_recipe(preset)
     return Recipe(gpt_config_for(preset, vocab_size), replace(table.train), table.batch_size)
 
 
@@ -117,7 +101,7 @@ def recipe_key(dataset: str, recipe: Recipe, tok: CharTokenizer, extra: dict | N
     train_cfg = {f.name: getattr(recipe.train, f.name) for f in fields(recipe.train)
                  if f.name not in NOT_IN_KEY}
     data = [f.sha256 for f in DATASETS[dataset].files] if dataset in DATASETS else dataset
-    parts = [asdict(recipe.model), train_cfg, recipe.batch_size, tok.chars, SEED, VAL_FRACTION, data,
+    parts = [recipe.model.key_dict(), train_cfg, recipe.batch_size, tok.chars, SEED, VAL_FRACTION, data,
              LOOP_VERSION]
     key = json.dumps(parts + [extra] if extra else parts, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:10]

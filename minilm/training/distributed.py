@@ -120,7 +120,7 @@ def setup(device: str | None = None, timeout_s: float = 1800) -> tuple[SinglePro
 
     `device` ('cpu', 'cuda', None: a GPU where there is one) picks the kind; under torchrun each
     process takes GPU LOCAL_RANK of its machine."""
-    from .runtime import get_device
+    from ..runtime import get_device
 
     if world_size() == 1:
         return SingleProcess(), get_device(device)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models.gpt import GPT, GPTConfig
+from ..models.gpt import GPT, GPTConfig
 
 FORMAT = "minilm-variant-1"
 SCHEMES = ("fp32", "int8", "int4", "pruned")
@@ -177,7 +177,7 @@ def save_variant(model: GPT, path: str | Path, scheme: str = "fp32", group_size:
     shapes: dict[str, list[int]] = {}
     state = model.state_dict()
     for name, t in state.items():
-        if name == "lm_head.weight":  # tied to wte
+        if name == "lm_head.weight" and getattr(model.config, "tie_weights", True):  # tied to wte
             continue
         shapes[name] = list(t.shape)
         big = name in matrices and scheme != "fp32"
@@ -197,7 +197,7 @@ def load_variant(path: str | Path, device: torch.device | str = "cpu", keep_quan
     `QuantizedLinear` when keep_quantized (else everything is dequantized to fp32)."""
     blob = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a file of minilm.quantize.save_variant (format {FORMAT})")
+        raise ValueError(f"{path} is not a file of minilm.generation.quantize.save_variant (format {FORMAT})")
     scheme = blob["scheme"]
     model = GPT(GPTConfig(**blob["config"]))
     state = {}
@@ -205,7 +205,7 @@ def load_variant(path: str | Path, device: torch.device | str = "cpu", keep_quan
         kind = next(iter(enc))
         sub = {"q": scheme, "mask": "pruned"}.get(kind, "fp32")
         state[name] = _decode(enc, tuple(blob["shapes"][name]), sub)
-    state["lm_head.weight"] = state["transformer.wte.weight"]
+    state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # tied unless saved on its own
     model.load_state_dict(state)
     if keep_quantized and scheme in ("int8", "int4"):
         for name, lin in prunable(model).items():

@@ -30,39 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .finetune_recipes import (  # noqa: F401  (the GPT-1 recipe, re-exported: ft.review_gpt, ...)
-    FINETUNE_RECIPES,
-    REVIEW_RECIPES,
-    FinetuneRecipe,
-    ReviewRecipe,
-    finetune_config,
-    fresh_twin,
-    review_gpt,
-    review_gpt_config,
-    review_recipe,
-    split_tensors,
-)
+from ..models.base import lm_loss
+from ..models.gpt import GPT
+from ..training.loop import History, TrainConfig, train
 from .lora import apply_lora, count_parameters, mark_only_lora_trainable
-from .models.base import lm_loss
-from .models.gpt import GPT
-from .sentiment import (  # noqa: F401  (the data side, re-exported: ft.rt_polarity_split, ft.PAD, ...)
-    LABELS,
-    PAD,
-    SPLIT_FRACTIONS,
-    SPLIT_SEED,
-    Split,
-    Tokenizer,
-    check_labels,
-    check_tokenizer,
-    encode_for,
-    encode_texts,
-    load_rt_polarity,
-    make_split,
-    rt_polarity_split,
-    subsample,
-    tokenizer_fingerprint,
-)
-from .training import History, TrainConfig, train
+from .reviews import check_labels
 
 Pooling = Literal["last", "mean", "max"]
 Mode = Literal["head", "full", "lora"]

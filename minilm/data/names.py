@@ -52,7 +52,7 @@ def encode_names(words: list[str], tokenizer: CharTokenizer, block_size: int) ->
 
 def load_names(block_size: int = 16, n_test: int = 1000, seed: int = 3407):
     """names.txt -> (train NamesData, test NamesData); block_size 16 = the longest name + 1."""
-    from .data import load_text
+    from .datasets import load_text
 
     words = [w.strip() for w in load_text("names").splitlines() if w.strip()]
     tok = names_tokenizer(words)

@@ -7,7 +7,7 @@ from typing import Protocol, TypeVar
 
 import torch
 
-from .data import load_text
+from .datasets import load_text
 from .tokenizers import CharTokenizer
 
 S = TypeVar("S", bound=Sequence)

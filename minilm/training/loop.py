@@ -40,6 +40,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..models.base import check_choices
+from ..runtime import autocast, grad_scaler
 from .checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -48,9 +50,7 @@ from .checkpoint import (
     unwrap,
 )
 from .distributed import SingleProcess
-from .models.base import check_choices
 from .optim import configure_optimizer
-from .runtime import autocast, grad_scaler
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -136,7 +136,7 @@ def get_lr(step: int, cfg: TrainConfig) -> float:
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """The optimizer of every run in the course: AdamW with cfg's lr, betas, eps and weight decay (on
-    matrices only) on the device of `model`'s parameters (`minilm.optim.configure_optimizer`). Notebook 05."""
+    matrices only) on the device of `model`'s parameters (`minilm.training.optim.configure_optimizer`). Notebook 05."""
     device = next(model.parameters()).device
     return configure_optimizer(model, cfg.learning_rate, cfg.weight_decay, cfg.betas, device, eps=cfg.eps)
 
@@ -224,7 +224,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, model: nn.Module) -> None:
         raise ValueError(
             f"the checkpoint of run {cfg.run_name!r} was saved with other settings ("
             + "; ".join(diff) + "). To continue it, use its settings; to start afresh, pick another "
-            f"run_name or delete it: minilm.checkpoint.checkpoint_path({cfg.run_name!r}).unlink()"
+            f"run_name or delete it: minilm.training.checkpoint.checkpoint_path({cfg.run_name!r}).unlink()"
         )
 
 
@@ -240,7 +240,7 @@ def train(
 ) -> History:
     """Train `model` for `cfg.max_steps` steps on batches from `get_batch`; returns the History. Notebook 02.
 
-    `strategy` (default: one process) is `minilm.distributed.DDPStrategy` under torchrun, `model` then
+    `strategy` (default: one process) is `minilm.training.distributed.DDPStrategy` under torchrun, `model` then
     a DistributedDataParallel: rank 0 alone writes, evaluations are averaged over the processes."""
     strategy = strategy or SingleProcess()
     device = torch.device(device)

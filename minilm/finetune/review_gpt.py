@@ -2,7 +2,7 @@
 
 `review_gpt(preset)` trains a BPE tokenizer and a GPT on the train split's reviews (never val or
 test) and caches both; `finetune_config(preset, n_labels, mode)` gives each fine-tuning run its
-steps and learning rate. The settings were chosen on the val split.
+steps and learning rate. The settings (in `minilm.recipes`) were chosen on the val split.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
-from . import data as datasets
-from .models.gpt import GPT
-from .sentiment import Split, check_labels, rt_polarity_split, tokenizer_fingerprint
-from .training import History, TrainConfig, train
+from ..data import datasets
+from ..models.gpt import GPT
+from ..recipes import settings
+from ..training.loop import History, TrainConfig, train
+from .reviews import Split, check_labels, rt_polarity_split, tokenizer_fingerprint
 
 
 @dataclass(frozen=True)
@@ -36,27 +37,13 @@ class ReviewRecipe:
     learning_rate: float
 
 
-REVIEW_RECIPES: dict[str, ReviewRecipe] = {
-    "smoke": ReviewRecipe(300, 1, 2, 32, 32, 0.0, 8, 20, 3e-3),
-    # cpu, the vocabulary chosen on val (full fine-tune, every label, 1,600 steps at lr 1e-3): BPE 1,024
-    # 0.688 (last-token pooling) / 0.693 (mean); 4,096 0.735 / 0.733; 8,192 0.739 (pretraining 1.8x longer).
-    # With 1,024 tokens most words are cut into pieces; with 4,096 most of a review's words are one token,
-    # and a word's vector can carry its sentiment (a bag-of-words logistic regression scores val 0.761:
-    # `benchmarks/finetune_sweep.py --bag-of-words`).
-    "cpu": ReviewRecipe(4096, 3, 4, 128, 64, 0.1, 16, 1500, 3e-3),
-    # gpu: the cpu vocabulary carried over, not measured on val
-    "gpu": ReviewRecipe(4096, 6, 6, 384, 64, 0.2, 64, 4000, 1e-3),
-}
-
-
 def review_recipe(preset: str) -> ReviewRecipe:
-    if preset not in REVIEW_RECIPES:
-        raise ValueError(f"unknown preset {preset!r}; use one of {', '.join(REVIEW_RECIPES)}")
-    return REVIEW_RECIPES[preset]
+    """The review GPT's pretraining recipe of `preset`, from `minilm.recipes.REVIEW_GPT`."""
+    return ReviewRecipe(**settings("REVIEW_GPT", preset))
 
 
 def review_gpt_config(recipe: ReviewRecipe, vocab_size: int):
-    from .models.gpt import GPTConfig
+    from ..models.gpt import GPTConfig
 
     return GPTConfig(block_size=recipe.block_size, vocab_size=vocab_size, n_layer=recipe.n_layer,
                      n_head=recipe.n_head, n_embd=recipe.n_embd, dropout=recipe.dropout)
@@ -71,11 +58,11 @@ def review_gpt(preset: str, device: torch.device | str = "cpu", split: dict[str,
     `tokenizer_fingerprint`, so `check_tokenizer` refuses any other tokenizer."""
     from dataclasses import asdict
 
-    from .batching import batch_fn
-    from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-    from .models.gpt import GPTConfig
-    from .runtime import set_seed
-    from .tokenizers import BPETokenizer
+    from ..data.batching import batch_fn
+    from ..data.tokenizers import BPETokenizer
+    from ..models.gpt import GPTConfig
+    from ..runtime import set_seed
+    from ..training.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
     recipe = review_recipe(preset)
     split = split or rt_polarity_split()
@@ -117,7 +104,7 @@ def review_gpt(preset: str, device: torch.device | str = "cpu", split: dict[str,
 
 def fresh_twin(gpt: GPT, seed: int = 1337) -> GPT:
     """The same architecture as `gpt`, freshly initialised (the from-scratch baseline), same tokenizer."""
-    from .runtime import set_seed
+    from ..runtime import set_seed
 
     set_seed(seed)
     twin = GPT(gpt.config)
@@ -143,37 +130,15 @@ class FinetuneRecipe:
         return {"lora_pattern": self.lora_pattern, "rank": self.lora_rank}
 
 
-FINETUNE_RECIPES: dict[str, FinetuneRecipe] = {
-    "smoke": FinetuneRecipe(8, 1.0, 4, 8, {"scratch": 1e-3, "full": 5e-4, "head": 3e-3, "lora": 3e-3,
-                                            "encoder": 1e-3, "probe": 1e-2},
-                            r"wte|c_attn|c_proj|c_fc", 2),
-    # cpu: 400 steps (< 1 epoch of all labels) left both models undertrained (val 0.63); 1,600 steps at
-    # lr 1e-3 gave val 0.688 pretrained vs 0.665 from scratch (chosen on val; test never looked at)
-    # LoRA on cpu, val accuracy after 1,600 steps. BPE 1,024 (full fine-tune: val 0.685): attention only
-    # (c_attn, c_proj) rank 8: lr 1e-3 0.588, 3e-3 0.589, 1e-2 0.490 (diverged); every projection (attention
-    # and MLP c_fc/c_proj) rank 4: lr 1e-3 0.619, 3e-3 0.588, 5e-3 0.487, 1e-2 0.480. BPE 4,096 (full: val
-    # 0.735): every projection rank 4 0.650; the same with the token embedding's weights trained as well
-    # 0.733 (so the gap is in the word vectors); every projection + a LoRA on the embedding (wte) rank 4,
-    # lr 1e-3: 0.728 with 3.6 % of the parameters; the embedding alone, rank 8: 0.715
-    # Full fine-tune, every label, two fine-tuning seeds each (`finetune_sweep.py --seeds 2`; val, mean):
-    # last-token pooling 0.731 (sd 0.002); max pooling 0.744 (0.732 and 0.756: sd 0.017, within val's
-    # noise of ~0.014, so the recipe keeps last-token pooling, GPT-1's); fine-tuning dropout 0.3: last
-    # 0.737 (one seed), max 0.723; dropout 0.5: last 0.735 (one seed), max 0.733. None is clear of the noise.
-    # At 1,000 labels (312 steps, the labelled subsample fixed, fine-tuning seeds varied; val means): full
-    # lr 1e-3 0.650 (3 seeds, sd 0.007) against 0.623 from scratch (3 seeds, sd 0.003); full lr 3e-4 0.632;
-    # LoRA 0.638; max pooling 0.651 pretrained, 0.602 from scratch (2 seeds each). The recipe stays.
-    "cpu": FinetuneRecipe(16, 5.0, 60, 1600, {"scratch": 1e-3, "full": 1e-3, "head": 3e-3, "lora": 1e-3,
-                                              "encoder": 1e-3, "probe": 1e-2}, r"wte|c_attn|c_proj|c_fc", 4),
-    # gpu: the cpu choice carried over (rank 8 is about 3 % of this GPT), not measured on val
-    "gpu": FinetuneRecipe(32, 4.0, 100, 1500, {"scratch": 1e-3, "full": 3e-4, "head": 3e-3, "lora": 1e-3,
-                                                "encoder": 5e-4, "probe": 1e-2}, r"wte|c_attn|c_proj|c_fc", 8),
-}
+def finetune_recipe(preset: str) -> FinetuneRecipe:
+    """How each way of fine-tuning trains under `preset`, from `minilm.recipes.FINETUNE`."""
+    return FinetuneRecipe(**settings("FINETUNE", preset))
 
 
 def finetune_config(preset: str, n_labels: int, mode: str, progress: bool = False,
                     max_steps: int | None = None) -> TrainConfig:
     """The TrainConfig of one fine-tuning run: steps from the number of labels, lr from the mode."""
-    r = FINETUNE_RECIPES[preset]
+    r = finetune_recipe(preset)
     if mode not in r.lr:
         raise ValueError(f"mode={mode!r}; use one of {', '.join(r.lr)}")
     steps = max_steps or int(min(r.max_steps, max(r.min_steps, r.epochs * n_labels / r.batch_size)))

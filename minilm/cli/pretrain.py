@@ -7,13 +7,13 @@
 Every field of `GPTConfig`, `TrainConfig` and `PretrainOptions` is an option `--name value`
 parsed with the field's type (`--dropout 0.1`, `--bias false`, `--betas 0.9,0.95`,
 `--grad_clip none`, `--lr_schedule constant`); `--preset` takes the defaults of that preset's
-recipe (`minilm.zoo.RECIPES`), so `--preset gpu` on tinyshakespeare trains exactly the zoo's gpu
+recipe (`minilm.recipes.GPT`), so `--preset gpu` on tinyshakespeare trains exactly the zoo's gpu
 GPT. An unknown name or a value of the wrong type is an `OptionError` listing every option.
 
 The run checkpoints as run `pretrain` in `<out>/checkpoints/` and resumes by default: run the
 same command again after a crash, a kill or Ctrl-C. At the end rank 0 writes `<out>/model.pt`
 (the zoo's model format), `<out>/tokenizer.json` and `<out>/run.json` (settings and history);
-in a notebook, `model, tok = minilm.zoo.load_model("<out>")`.
+in a notebook, `model, tok = minilm.training.zoo.load_model("<out>")`.
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from . import distributed, zoo
-from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from .models.base import check_choices
-from .models.gpt import GPT, GPTConfig
-from .optim import maybe_compile
-from .presets import preset as active_preset
-from .runtime import set_seed
-from .tokenfile import TOKENIZER, TokenFile
-from .training import History, TrainConfig, check_resumable, make_optimizer, train
+from ..data.tokenfile import TOKENIZER, TokenFile
+from ..models.base import check_choices
+from ..models.gpt import GPT, GPTConfig
+from ..presets import preset as active_preset
+from ..runtime import set_seed
+from ..training import distributed, zoo
+from ..training.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from ..training.loop import History, TrainConfig, check_resumable, make_optimizer, train
+from ..training.optim import maybe_compile
 
 
 @dataclass
@@ -55,7 +55,7 @@ class PretrainOptions:
     batch_size: int | None = None  # sequences per micro-step over all processes (None: the preset's)
     seed: int = 1337  # model initialisation and batch order (the zoo's seed by default)
     device: str | None = None  # cpu, cuda, mps (None: a GPU where there is one; under torchrun GPU LOCAL_RANK)
-    compile: bool | None = None  # torch.compile (None: where minilm.optim.compile_supported says so)
+    compile: bool | None = None  # torch.compile (None: where minilm.training.optim.compile_supported says so)
 
     def __post_init__(self) -> None:
         check_choices(self)
@@ -221,7 +221,7 @@ class Plan:
 def plan(model_over: dict, train_over: dict, opts: PretrainOptions, tokens: TokenFile) -> Plan:
     """Apply the options over the preset's recipe (the zoo's) for this token folder."""
     name = opts.preset or active_preset().name
-    recipe = zoo.RECIPES[name]
+    recipe = zoo.preset_recipe(name)
     over = {"vocab_size": tokens.vocab_size, **model_over}  # more than the data's (e.g. 64-aligned) is fine
     if over["vocab_size"] < tokens.vocab_size:
         raise ValueError(f"--vocab_size {over['vocab_size']} is smaller than the data's vocabulary "
@@ -282,7 +282,7 @@ def write_result(p: Plan, tokens: TokenFile, model: GPT, history: History, world
               "data": tokens.meta, "history": asdict(history)}
     (p.out / "run.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"val loss {history.val_loss[-1]:.4f} at step {history.steps[-1]}; wrote {p.out}/model.pt: "
-          f"load it with `model, tok = minilm.zoo.load_model({str(p.out)!r})`")
+          f"load it with `model, tok = minilm.training.zoo.load_model({str(p.out)!r})`")
 
 
 def main(argv: list[str] | None = None) -> int:

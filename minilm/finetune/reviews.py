@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from . import data as datasets
+from ..data import datasets
 
 PAD = -1  # padding id in encoded batches (the classifier turns it into a mask)
 LABELS = ("negative", "positive")  # rt-polarity: 0 = negative, 1 = positive

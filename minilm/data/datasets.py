@@ -111,7 +111,7 @@ DATASETS: dict[str, Dataset] = {
             citation="chinese-poetry: the most comprehensive database of Chinese poetry. "
             "https://github.com/chinese-poetry/chinese-poetry",
             source=f"built from chinese-poetry/chinese-poetry : 全唐诗/poet.tang.{{0..57000}}.json @ {_TANG_COMMIT[:7]}",
-            notes="built by minilm.data.build_tang from 58 upstream JSON files; the result is sha256-checked",
+            notes="built by minilm.data.datasets.build_tang from 58 upstream JSON files; the result is sha256-checked",
         ),
         Dataset(
             "rt-polarity",

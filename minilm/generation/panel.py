@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .generation import check_sampling_args, stream
+from .sampling import check_sampling_args, stream
 
 
 def _prompt_ids(model: nn.Module, tok: Any, prompt: str) -> torch.Tensor:

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .generation import generate
-from .models.gpt import GPT
+from ..models.gpt import GPT
 from .quantize import load_variant, prune_model, save_variant
+from .sampling import generate
 
 
 def _sync(device: torch.device) -> None:

@@ -1,0 +1,125 @@
+# ruff: noqa: C408  (dict(name=value) rows read like the dataclasses they become)
+"""What each preset changes, for every recipe of the course, in one file and one form.
+
+A recipe is a table {preset: {setting: value}} of plain values (numbers, strings, tuples, dicts of them),
+so this file shows at a glance what `smoke`, `cpu` and `gpu` mean everywhere. The stage that owns a
+recipe turns its row into its own typed dataclass:
+
+| recipe            | read by                                        | teaches / used in |
+|-------------------|------------------------------------------------|-------------------|
+| `GPT`             | `minilm.training.zoo.preset_recipe` (+ `minilm pretrain`) | 04-08 |
+| `REVIEW_GPT`      | `minilm.finetune.review_gpt.review_recipe`     | 07 |
+| `FINETUNE`        | `minilm.finetune.review_gpt.finetune_recipe`   | 07 |
+| `BIAS_EXPERIMENT` | `minilm.bias.experiment.experiment_config`     | 08 |
+
+Every value was chosen on a validation split (the comments say how), never on a test split. A notebook's
+own small knobs (how many samples to print, how many timing repeats) stay in the notebook as
+`P.pick(smoke=..., cpu=..., gpu=...)`, where the student sees them.
+
+`smoke`: seconds, for tests only. `cpu`: minutes on a 2-core laptop. `gpu`: a Colab T4.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# ------------------------------------------------------------------------------ GPT (the zoo's model, 04-08)
+# sizes: small / medium / large as (n_layer, n_head, n_embd, block_size) for notebook 05's loss-against-
+# parameters plot; "medium" is the model every notebook uses. train: TrainConfig's fields.
+GPT: dict[str, dict[str, Any]] = {
+    # smoke: seconds, for tests only
+    "smoke": dict(
+        sizes={"small": (1, 2, 16, 16), "medium": (2, 2, 32, 32), "large": (2, 4, 64, 32)},
+        dropout=0.0, batch_size=8,
+        train=dict(max_steps=30, learning_rate=3e-3, min_lr=3e-4, warmup_steps=5, eval_interval=15,
+                   eval_iters=2, weight_decay=0.1, checkpoint_interval=10)),
+    # cpu: tuned with benchmarks/gpt.py to reach val loss <= 1.80 in about 90 s on 2 cores
+    "cpu": dict(
+        sizes={"small": (2, 4, 64, 64), "medium": (3, 4, 128, 64), "large": (4, 6, 192, 64)},
+        dropout=0.0, batch_size=16,
+        train=dict(max_steps=2000, learning_rate=3e-3, min_lr=3e-4, warmup_steps=100, eval_interval=250,
+                   eval_iters=20, weight_decay=0.1, checkpoint_interval=250)),
+    # gpu: "medium" is nanoGPT's shakespeare-char recipe (val 1.4697 on an A100 in its README)
+    "gpu": dict(
+        sizes={"small": (4, 4, 128, 256), "medium": (6, 6, 384, 256), "large": (8, 8, 512, 256)},
+        dropout=0.2, batch_size=64,
+        train=dict(max_steps=5000, learning_rate=1e-3, min_lr=1e-4, warmup_steps=100, eval_interval=250,
+                   eval_iters=200, weight_decay=0.1, checkpoint_interval=500)),
+}
+
+# ------------------------------------------------------------------- REVIEW_GPT (GPT-1's pretraining, 07)
+# A BPE tokenizer and a GPT pretrained on unlabelled review text (never val or test sentences).
+REVIEW_GPT: dict[str, dict[str, Any]] = {
+    "smoke": dict(bpe_vocab=300, n_layer=1, n_head=2, n_embd=32, block_size=32, dropout=0.0, batch_size=8,
+                  steps=20, learning_rate=3e-3),
+    # cpu, the vocabulary chosen on val (full fine-tune, every label, 1,600 steps at lr 1e-3): BPE 1,024
+    # 0.688 (last-token pooling) / 0.693 (mean); 4,096 0.735 / 0.733; 8,192 0.739 (pretraining 1.8x longer).
+    # With 1,024 tokens most words are cut into pieces; with 4,096 most of a review's words are one token,
+    # and a word's vector can carry its sentiment (a bag-of-words logistic regression scores val 0.761:
+    # `benchmarks/finetune_sweep.py --bag-of-words`).
+    "cpu": dict(bpe_vocab=4096, n_layer=3, n_head=4, n_embd=128, block_size=64, dropout=0.1, batch_size=16,
+                steps=1500, learning_rate=3e-3),
+    # gpu: the cpu vocabulary carried over, not measured on val
+    "gpu": dict(bpe_vocab=4096, n_layer=6, n_head=6, n_embd=384, block_size=64, dropout=0.2, batch_size=64,
+                steps=4000, learning_rate=1e-3),
+}
+
+# ------------------------------------------------------------------------ FINETUNE (07: steps and rates)
+# steps = epochs * labels / batch_size, within [min_steps, max_steps]; lr: the peak rate of each mode
+_LR_SMOKE = {"scratch": 1e-3, "full": 5e-4, "head": 3e-3, "lora": 3e-3, "encoder": 1e-3, "probe": 1e-2}
+FINETUNE: dict[str, dict[str, Any]] = {
+    "smoke": dict(batch_size=8, epochs=1.0, min_steps=4, max_steps=8, lr=_LR_SMOKE,
+                  lora_pattern=r"wte|c_attn|c_proj|c_fc", lora_rank=2),
+    # cpu: 400 steps (< 1 epoch of all labels) left both models undertrained (val 0.63); 1,600 steps at
+    # lr 1e-3 gave val 0.688 pretrained vs 0.665 from scratch (chosen on val; test never looked at)
+    # LoRA on cpu, val accuracy after 1,600 steps. BPE 1,024 (full fine-tune: val 0.685): attention only
+    # (c_attn, c_proj) rank 8: lr 1e-3 0.588, 3e-3 0.589, 1e-2 0.490 (diverged); every projection (attention
+    # and MLP c_fc/c_proj) rank 4: lr 1e-3 0.619, 3e-3 0.588, 5e-3 0.487, 1e-2 0.480. BPE 4,096 (full: val
+    # 0.735): every projection rank 4 0.650; the same with the token embedding's weights trained as well
+    # 0.733 (so the gap is in the word vectors); every projection + a LoRA on the embedding (wte) rank 4,
+    # lr 1e-3: 0.728 with 3.6 % of the parameters; the embedding alone, rank 8: 0.715
+    # Full fine-tune, every label, two fine-tuning seeds each (`finetune_sweep.py --seeds 2`; val, mean):
+    # last-token pooling 0.731 (sd 0.002); max pooling 0.744 (0.732 and 0.756: sd 0.017, within val's
+    # noise of ~0.014, so the recipe keeps last-token pooling, GPT-1's); fine-tuning dropout 0.3: last
+    # 0.737 (one seed), max 0.723; dropout 0.5: last 0.735 (one seed), max 0.733. None is clear of the noise.
+    # At 1,000 labels (312 steps, the labelled subsample fixed, fine-tuning seeds varied; val means): full
+    # lr 1e-3 0.650 (3 seeds, sd 0.007) against 0.623 from scratch (3 seeds, sd 0.003); full lr 3e-4 0.632;
+    # LoRA 0.638; max pooling 0.651 pretrained, 0.602 from scratch (2 seeds each). The recipe stays.
+    "cpu": dict(batch_size=16, epochs=5.0, min_steps=60, max_steps=1600,
+                lr={"scratch": 1e-3, "full": 1e-3, "head": 3e-3, "lora": 1e-3, "encoder": 1e-3, "probe": 1e-2},
+                lora_pattern=r"wte|c_attn|c_proj|c_fc", lora_rank=4),
+    # gpu: the cpu choice carried over (rank 8 is about 3 % of this GPT), not measured on val
+    "gpu": dict(batch_size=32, epochs=4.0, min_steps=100, max_steps=1500,
+                lr={"scratch": 1e-3, "full": 3e-4, "head": 3e-3, "lora": 1e-3, "encoder": 5e-4, "probe": 1e-2},
+                lora_pattern=r"wte|c_attn|c_proj|c_fc", lora_rank=8),
+}
+
+# ------------------------------------------------------------ BIAS_EXPERIMENT (08: the controlled skew)
+# base_chars: tinyshakespeare characters in the corpus; per_occupation: injected sentences per occupation;
+# canary_insertions: one canary per entry (0 = a control never inserted); stages: steps at which the run
+# is stopped, cached and measured; n_random: random candidates a canary is ranked among
+BIAS_EXPERIMENT: dict[str, dict[str, Any]] = {
+    "smoke": dict(base_chars=4_000, per_occupation=6, canary_insertions=(0, 1, 4), stages=(10, 20), n_random=49,
+                  probe_lines=40),
+    "cpu": dict(base_chars=30_000, per_occupation=150, canary_insertions=(0, 1, 4, 16, 64),
+                stages=(500, 1000, 1500, 2000), n_random=999),
+    "gpu": dict(base_chars=100_000, per_occupation=400, canary_insertions=(0, 1, 4, 16, 64, 256),
+                stages=(750, 1500, 2250, 3000), n_random=9999),
+}
+
+TABLES: dict[str, dict[str, dict[str, Any]]] = {
+    "GPT": GPT, "REVIEW_GPT": REVIEW_GPT, "FINETUNE": FINETUNE, "BIAS_EXPERIMENT": BIAS_EXPERIMENT,
+}
+
+
+def settings(recipe: str, preset: str) -> dict[str, Any]:
+    """A copy of one recipe's row for `preset`: `settings("GPT", "cpu")["batch_size"] == 16`.
+
+    A benchmark may add a row of its own (e.g. REVIEW_GPT["sweep"]) and read it the same way."""
+    if recipe not in TABLES:
+        raise ValueError(f"unknown recipe {recipe!r}; minilm.recipes defines {', '.join(TABLES)}")
+    table = TABLES[recipe]
+    if preset not in table:
+        raise ValueError(f"unknown preset {preset!r} for recipe {recipe}; use one of {', '.join(table)}")
+    return copy.deepcopy(table[preset])
