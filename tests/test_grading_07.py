@@ -1,5 +1,5 @@
 """Exercise set 07: the reference agrees with minilm's own (trusted, separately tested) code on the grading
-inputs, and an answer that hands the work to minilm.lora / minilm.finetune / F.linear is refused by check()."""
+inputs, and an answer that hands the work to minilm.finetune.lora / minilm.finetune / F.linear is refused by check()."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SET = get_set("07_fine_tuning")
 
 
 def _lora_module(x, W, b, A, B, alpha):
-    from minilm.lora import LoRALinear
+    from minilm.finetune.lora import LoRALinear
 
     base = torch.nn.Linear(W.shape[1], W.shape[0])
     with torch.no_grad():
@@ -35,7 +35,7 @@ def _lora_module(x, W, b, A, B, alpha):
 
 
 def _merge_module(W, A, B, alpha):
-    from minilm.lora import LoRALinear
+    from minilm.finetune.lora import LoRALinear
 
     layer = LoRALinear(torch.nn.Linear(W.shape[1], W.shape[0], bias=False), rank=A.shape[0], alpha=alpha)
     with torch.no_grad():
@@ -55,7 +55,7 @@ def _metrics(pred, labels, n):
 def _count(shapes, keep):
     import re
 
-    from minilm.lora import count_parameters, mark_only_lora_trainable
+    from minilm.finetune.lora import count_parameters, mark_only_lora_trainable
 
     module = torch.nn.Module()
     params = torch.nn.ParameterDict({n.replace(".", "_"): torch.nn.Parameter(torch.zeros(s)) for n, s in shapes.items()})

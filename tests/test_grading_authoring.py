@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from minilm.cli import main
+from minilm.cli.commands import main
 from minilm.grading.authoring import (
     AuthoringError,
     exercise_cells,

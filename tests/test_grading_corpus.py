@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from minilm.cli import main
+from minilm.cli.commands import main
 from minilm.grading.compare import decode, encode
 from minilm.grading.grader import GradeOptions, Grader, grade
 from minilm.grading.isolation import namespaces_available
@@ -34,12 +34,12 @@ IDS = ("char_encode", "char_decode", "count_pairs", "apply_merges", "train_bpe")
 # student -> (status, total points out of 9)
 EXPECTED = {
     "correct": ("ok", 9),
-    "blank": ("ok", 0),
+    "blank": ("not attempted", 0),
     "partly_correct": ("ok", 4),
     "hardcoded": ("ok", 0),
     "monkeypatch": ("ok", 0),
     "always_equal": ("ok", 0),
-    "fake_passed": ("ok", 0),
+    "fake_passed": ("not attempted", 0),  # its exercises are the stubs handed out
     "os_exit": ("crashed", 0),
     "infinite_loop": ("timeout", 6),
     "stubborn_loop": ("timeout", 0),
@@ -52,18 +52,19 @@ EXPECTED = {
     "invalid_json": ("invalid notebook", 0),
     "not_a_notebook": ("invalid notebook", 0),
     "nbformat_v3": ("ok", 9),
-    "forge_results": ("ok", 0),
+    "forge_results": ("not attempted", 0),  # its exercises are the stubs handed out
     "library_reference": ("ok", 0),
     "disk_filler": ("ok", 9),
     "kill_everyone": ("ok", 9),
     "work_folder_traps": ("ok", 9),
     "forged_snapshot_then_exit": ("crashed", 0),
     "garbage_snapshot": ("crashed", 0),
-    "late_forger": ("crashed", 0),
+    "late_forger": ("ok", 9),  # its fork is refused (no process may start), so nothing forges or kills
     "untrusted_text": ("ok", 8),
     "magic_lookalikes": ("ok", 9),
     "threads_and_pools": ("ok", 9),
     "library_shortcuts": ("ok", 0),
+    "construction_escapes": ("ok", 0),  # raw _thread, C caller, forked server, exec'd module, renamed copy
     "modifies_input": ("ok", 1),
 }
 # file names an LMS export may hold: not UTF-8, spreadsheet formulas, too long for "<name>.txt"
@@ -80,7 +81,7 @@ ODD_NAMES = [
 
 def _rows(out: Path) -> list[dict]:
     with open(out / "gradebook.csv", newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        return [r for r in csv.DictReader(f) if r["status"] != "max points"]  # the "(max points)" row
 
 
 def _submissions(folder: Path, names: dict | None = None) -> Path:
@@ -191,11 +192,16 @@ def test_feedback_explains_what_happened(two_runs):
     assert "printed" in fb["output_flood"] and "costs no points" in fb["output_flood"]
     assert "PASSED" not in fb["fake_passed"]  # the student's own output never reaches the feedback
     assert "exit code 3" in fb["forged_snapshot_then_exit"]
-    assert "killed by SIGKILL" in fb["late_forger"]
+    assert "raised PermissionError" in fb["late_forger"]  # its fork: no process may start
+    for ex in IDS:
+        line = next(ln for ln in fb["construction_escapes"].splitlines() if ln.startswith(ex + ":"))
+        assert line.startswith(f"{ex}: 0/"), line
+    assert "is a copy of the library's minilm.data.tokenizers.merge" in fb["construction_escapes"]
+    assert "CharTokenizer.encode" in fb["construction_escapes"] and "CharTokenizer.decode" in fb["construction_escapes"]
     assert "incomplete" in fb["garbage_snapshot"] or "could not be read" in fb["garbage_snapshot"]
     for ex in IDS:
         line = next(ln for ln in fb["library_shortcuts"].splitlines() if ln.startswith(ex + ":"))
-        assert "not allowed in this exercise: minilm.tokenizers." in line and "asks you to write it" in line
+        assert "not allowed in this exercise: minilm.data.tokenizers." in line and "asks you to write it" in line
     assert "modified its input (argument 2)" in fb["modifies_input"]
     assert "modified its input (argument 1)" in fb["modifies_input"]
     assert "compared by type" in fb["modifies_input"]
@@ -203,7 +209,7 @@ def test_feedback_explains_what_happened(two_runs):
     assert call.startswith("apply_merges(") and "..." not in call  # complete, paste-able
 
 
-def test_a_run_that_stops_still_writes_every_student_and_grading_json(tmp_path, monkeypatch):
+def test_a_run_that_cannot_grade_writes_no_gradebook(tmp_path, monkeypatch):
     import minilm.grading.grader as grader_module
 
     class BrokenZygote:
@@ -221,10 +227,7 @@ def test_a_run_that_stops_still_writes_every_student_and_grading_json(tmp_path, 
     subs = _submissions(tmp_path / "subs", {"correct", "blank"})
     out = tmp_path / "out"
     assert main(["grade", "01", str(subs), "--out", str(out)]) == 2
-    rows = _rows(out)
-    assert sorted(r["student"] for r in rows) == ["blank", "correct"]
-    assert {r["status"] for r in rows} == {"grader error"}
-    assert json.loads((out / "grading.json").read_text())["error"].endswith("the sandbox broke")
+    assert not (out / "gradebook.csv").exists() and not (out / "grading.json").exists()  # no 0s (issue 21)
 
 
 def test_seed_is_reused_from_a_previous_run(tmp_path):
@@ -349,7 +352,7 @@ def test_without_namespaces_the_teacher_is_told_what_to_do_and_the_weaker_level_
         # as root the child runs under a uid of its own, which must be able to read Python: here it
         # cannot (e.g. Python under /root): the run stops and names the cause, it never hands out zeros
         assert os.geteuid() == 0 and "Nothing was graded" in weak.stderr, weak.stderr
-        assert {r["status"] for r in _rows(out)} == {"grader error"}
+        assert not (out / "gradebook.csv").exists()  # no rows of 0 that look like grades (issue 21)
         return
     assert weak.returncode == 0, weak.stderr
     level = json.loads((out / "grading.json").read_text())["isolation"]

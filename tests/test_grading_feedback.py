@@ -73,7 +73,7 @@ def test_a_failing_call_pasted_into_a_cell_rebuilds_the_grading_input_exactly(ex
 
 def test_big_tensors_are_shown_as_their_seeded_constructor():
     ex = {e.id: e for _, e in EXERCISES}["layer_norm"]
-    args = ex.grading(random.Random("1:a:layer_norm"))[2]  # a (2, 3, 8) input
+    args = ex.draw(random.Random("1:a:layer_norm"))[2]  # a (2, 3, 8) input
     text = call_text("layer_norm", ["x", "weight", "bias", "eps"], args)
     first = text.splitlines()[0]
     assert first.startswith("torch.manual_seed(") and "; x = torch.randn(2, 3, 8)" in first, text

@@ -58,6 +58,6 @@ def test_grading_works_with_the_venv_and_minilm_under(where, tmp_path):
         assert run.returncode == 0, run.stderr
         with open(out / "gradebook.csv", newline="", encoding="utf-8") as f:
             rows = {r["student"]: (r["status"], r["total"]) for r in csv.DictReader(f)}
-        assert rows == {"correct": ("ok", "9")}
+        assert rows == {"(max points)": ("max points", "9"), "correct": ("ok", "9")}
     finally:
         shutil.rmtree(venv, ignore_errors=True)

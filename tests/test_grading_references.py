@@ -21,7 +21,7 @@ from minilm.grading.compare import same
 from minilm.grading.sets import get_set
 from minilm.models.attention import merge_heads, split_heads
 from minilm.models.gpt import GPT, GPTConfig
-from minilm.training import TrainConfig, get_lr
+from minilm.training.loop import TrainConfig, get_lr
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ["1:alice", "2:bob", "3:carol"]

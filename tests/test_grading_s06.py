@@ -1,5 +1,5 @@
 """Set 06 (generation): the reference solutions agree with trusted implementations (minilm.generation,
-minilm.quantize, F.scaled_dot_product_attention) on every grading input, and check() refuses an answer
+minilm.generation.quantize, F.scaled_dot_product_attention) on every grading input, and check() refuses an answer
 that hands the work to them."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minilm.generation import sample_next, top_k_filter, top_p_mask
+from minilm.generation.quantize import dequantize_int8, pack_int4, quantize_int8
+from minilm.generation.sampling import sample_next, top_k_filter, top_p_mask
 from minilm.grading import check
 from minilm.grading.authoring import load_reference
 from minilm.grading.compare import decode, encode, same
 from minilm.grading.sets import get_set
-from minilm.quantize import dequantize_int8, pack_int4, quantize_int8
 
 ROOT = Path(__file__).resolve().parents[1]
 SET = get_set("06_generation")

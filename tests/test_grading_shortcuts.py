@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _char_tokenizer(stoi=None, itos=None):
-    from minilm.tokenizers import CharTokenizer
+    from minilm.data.tokenizers import CharTokenizer
 
     tok = CharTokenizer.__new__(CharTokenizer)
     tok.stoi = stoi or {c: i for i, c in (itos or {}).items()}
@@ -36,7 +36,7 @@ def _char_tokenizer(stoi=None, itos=None):
 
 
 def _count_pairs(chunks):
-    from minilm import tokenizers
+    from minilm.data import tokenizers
 
     out = {}
     for chunk in chunks:
@@ -46,7 +46,7 @@ def _count_pairs(chunks):
 
 
 def _apply_merges(ids, merges):
-    import minilm.tokenizers as t
+    import minilm.data.tokenizers as t
 
     ids = list(ids)
     for k, pair in enumerate(merges):
@@ -74,14 +74,14 @@ def _clip(grads, max_norm):
 
 
 def _tbptt(tokens, batch_size, T):
-    from minilm.batching import train_val_split
+    from minilm.data.batching import train_val_split
 
-    train_val_split(tokens)  # any use of minilm.batching
+    train_val_split(tokens)  # any use of minilm.data.batching
     raise AssertionError("not reached")
 
 
 def _lr(step, max_lr, min_lr, warmup, max_steps):
-    from minilm.training import TrainConfig, get_lr
+    from minilm.training.loop import TrainConfig, get_lr
 
     cfg = TrainConfig(max_steps=max_steps, learning_rate=max_lr, min_lr=min_lr, warmup_steps=warmup)
     return get_lr(step, cfg)
@@ -113,7 +113,7 @@ def _mfu(n_params, batch_size, block_size, grad_accum, step_time, peak):
 
 
 def _decay_names(shapes):
-    from minilm.optim import param_groups
+    from minilm.training.optim import param_groups
 
     module = torch.nn.Module()
     for i, shape in enumerate(shapes.values()):
@@ -127,7 +127,7 @@ SHORTCUTS = {
     "char_decode": lambda ids, itos: _char_tokenizer(itos=itos).decode(ids),
     "count_pairs": _count_pairs,
     "apply_merges": _apply_merges,
-    "train_bpe": lambda text, k: list(__import__("minilm").tokenizers.BPETokenizer.train(text, 256 + k).merges),
+    "train_bpe": lambda text, k: list(__import__("minilm").data.tokenizers.BPETokenizer.train(text, 256 + k).merges),
     "softmax": lambda z: torch.softmax(z, dim=-1),
     "cross_entropy": lambda z, t: F.cross_entropy(z, t),
     "bigram_probs": lambda n, k: F.normalize(n.float() + k, p=1, dim=1),

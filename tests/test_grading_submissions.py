@@ -77,3 +77,17 @@ def test_special_files_and_links_in_the_submissions_folder_are_invalid_never_rea
     for student, path in found.items():
         sub = read_submission(student, path)
         assert sub.cells is None and "not a regular file" in sub.problem
+
+
+def test_lms_names_group_one_students_files_and_an_empty_folder_is_invalid(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    for name in ("Bo Li_20002_assignsubmission_file_01_text_tokens.ipynb",
+                 "Bo Li_20002_assignsubmission_file_notes.ipynb",  # Moodle without folders: one student
+                 "smithjohn_LATE_1001_5001_01_text_tokens.ipynb", "plain.ipynb"):
+        nbformat.write(nb, tmp_path / name)
+    (tmp_path / "Ann Lee_20003_assignsubmission_file_").mkdir()  # submitted nothing that is a notebook
+    (tmp_path / "Ann Lee_20003_assignsubmission_file_" / "report.pdf").write_bytes(b"%PDF")
+    found = dict(find_submissions(tmp_path, "01_text_tokens"))
+    assert sorted(found) == ["Ann Lee_20003", "Bo Li_20002", "plain", "smithjohn_1001"]
+    assert found["Bo Li_20002"].name.endswith("file_01_text_tokens.ipynb")  # the one named like the set
+    assert "no .ipynb file" in read_submission("Ann Lee_20003", found["Ann Lee_20003"]).problem

@@ -1,20 +1,34 @@
-"""The KV cache: cached logits equal full recomputation (both attention paths, batch > 1, 200 steps),
-within and past block_size (on exactly the context the re-prefill policy keeps); greedy tokens equal;
-sampling reproducible with a seeded generator; top-p semantics; bad arguments named."""
+"""The KV cache: cached logits equal full recomputation (both attention paths, batch > 1, 200 steps,
+GPT-2-style and modern: rotary positions offset by the cache length, grouped-query attention), within
+and past block_size (on exactly the context the re-prefill policy keeps); greedy tokens equal and equal
+to transformers' GPT-2 loaded by minilm's own loader; the cache kept in the compute dtype under
+autocast, with bytes_per_token of that dtype; sampling reproducible with a seeded generator; top-p
+semantics; bad arguments named."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from minilm.generation import CachedDecoder, generate, sample_next, stream, top_k_filter, top_p_mask
+from minilm.generation.sampling import (
+    CachedDecoder,
+    generate,
+    sample_next,
+    stream,
+    top_k_filter,
+    top_p_mask,
+)
 from minilm.models.attention import KVCache, explicit_attention, fused_attention
 from minilm.models.gpt import GPT, GPTConfig
+from minilm.models.gpt2 import gpt_from_hf
 
 
-def _gpt(sdpa: bool, block_size: int = 256, seed: int = 0) -> GPT:
+def _gpt(sdpa: bool, block_size: int = 256, seed: int = 0, modern: bool = False) -> GPT:
     torch.manual_seed(seed)
     cfg = GPTConfig(block_size=block_size, vocab_size=23, n_layer=2, n_head=4, n_embd=32, sdpa=sdpa)
+    if modern:  # RMSNorm, rotary positions, SwiGLU, 2 query heads per key/value head
+        cfg = GPTConfig.modern(block_size=block_size, vocab_size=23, n_layer=2, n_head=4, n_embd=32, sdpa=sdpa,
+                               n_kv_head=2)
     model = GPT(cfg).eval()
     with torch.no_grad():  # larger than init weights, so that attention is far from uniform
         for p in model.parameters():
@@ -22,9 +36,10 @@ def _gpt(sdpa: bool, block_size: int = 256, seed: int = 0) -> GPT:
     return model
 
 
+@pytest.mark.parametrize("modern", [False, True], ids=["gpt2", "modern"])
 @pytest.mark.parametrize("sdpa", [True, False], ids=["sdpa", "explicit"])
-def test_cached_logits_equal_recomputation_for_200_steps(sdpa):
-    model = _gpt(sdpa, block_size=256)
+def test_cached_logits_equal_recomputation_for_200_steps(sdpa, modern):
+    model = _gpt(sdpa, block_size=256, modern=modern)
     B = 3
     gen = torch.Generator().manual_seed(1)
     seq = torch.randint(0, 23, (B, 5), generator=gen)
@@ -43,10 +58,11 @@ def test_cached_logits_equal_recomputation_for_200_steps(sdpa):
     assert worst <= 1e-5, worst
 
 
+@pytest.mark.parametrize("modern", [False, True], ids=["gpt2", "modern"])
 @pytest.mark.parametrize("sdpa", [True, False], ids=["sdpa", "explicit"])
 @pytest.mark.parametrize("keep", [None, 5])
-def test_past_block_size_equals_recomputation_on_the_kept_context(sdpa, keep):
-    model = _gpt(sdpa, block_size=16)
+def test_past_block_size_equals_recomputation_on_the_kept_context(sdpa, keep, modern):
+    model = _gpt(sdpa, block_size=16, modern=modern)
     B = 2
     gen = torch.Generator().manual_seed(2)
     seq = torch.randint(0, 23, (B, 3), generator=gen)
@@ -182,13 +198,8 @@ def test_cached_greedy_decoding_matches_hugging_face_gpt2_with_the_same_weights(
     hf_cfg = transformers.GPT2Config(vocab_size=23, n_positions=32, n_embd=32, n_layer=2, n_head=4,
                                      bos_token_id=0, eos_token_id=None, pad_token_id=0)
     hf = transformers.GPT2LMHeadModel(hf_cfg).eval()
-    model = GPT(GPTConfig(block_size=32, vocab_size=23, n_layer=2, n_head=4, n_embd=32)).eval()
-    conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-    hf_state = hf.state_dict()
-    with torch.no_grad():
-        for name, p in model.state_dict().items():
-            src = hf_state[name]
-            p.copy_(src.t() if name.endswith(conv1d) else src)  # HF stores these as Conv1D (in, out)
+    model = gpt_from_hf(hf)  # the course's own loader (it transposes HF's Conv1D weights)
+    assert model.config.block_size == 32 and model.config.n_head == 4
     prompt = torch.randint(0, 23, (2, 3), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert (model(prompt)[0] - hf(prompt).logits).abs().max() < 1e-5
@@ -208,3 +219,26 @@ def test_chunks_after_a_cache_equal_one_full_pass(sdpa):
         parts = [model(seq[:, a:b], kv_cache=cache)[0] for a, b in [(0, 5), (5, 9), (9, 10), (10, 24)]]
     assert cache.length == 24
     assert (torch.cat(parts, dim=1) - full).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("modern", [False, True], ids=["gpt2", "modern"])
+def test_the_cache_keeps_the_compute_dtype_under_autocast(modern):
+    """Under autocast (bf16 on the CPU here) keys are computed in bf16: the cache stores bf16, half the
+    bytes per token, and its logits equal the uncached autocast forward's."""
+    model = _gpt(True, block_size=32, modern=modern)
+    seq = torch.randint(0, 23, (2, 20), generator=torch.Generator().manual_seed(8))
+    fp32 = model.new_kv_cache(2)
+    assert fp32.dtype == torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        made_inside = model.new_kv_cache(2)
+        assert made_inside.dtype == torch.bfloat16  # the compute dtype, from the start
+        full = model(seq)[0]
+        parts = [model(seq[:, a:b], kv_cache=fp32)[0] for a, b in [(0, 6), (6, 7), (7, 20)]]
+    assert fp32.dtype == torch.bfloat16  # made outside autocast, switched at its first use
+    assert fp32.k.dtype == fp32.v.dtype == torch.bfloat16
+    assert fp32.bytes_per_token() == made_inside.bytes_per_token() == model.new_kv_cache(2).bytes_per_token() // 2
+    assert fp32.bytes_per_token() == 2 * 2 * (2 if modern else 4) * 8 * 2  # k+v, layers, kv heads, hs, bf16
+    assert (torch.cat(parts, dim=1).float() - full.float()).abs().max() < 0.1  # bf16 rounding only
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # and generation runs on it
+        out = generate(model, seq[:, :4], 20, temperature=0.0, use_cache=True)
+    assert out.shape == (2, 24)

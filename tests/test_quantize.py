@@ -3,9 +3,13 @@ exact sparsity, loaded models that match; and the measurement helper."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+from torch import nn
 
+from minilm.generation import measure
 from minilm.generation.measure import measure_variants, step_times, tokens_per_second, val_loss
 from minilm.generation.quantize import (
     QuantizedLinear,
@@ -110,15 +114,113 @@ def test_files_are_real_and_their_sizes_shrink(tmp_path):
         load_variant(tmp_path / "other.pt")
 
 
-def test_measurement_helper(tmp_path):
+def test_int8_and_int4_round_trips_by_hand():
+    """Worked examples: the stored integers and the errors, computed by hand from the rules of the module."""
+    q, scale = quantize_int8(torch.tensor([[2.54, -1.0, 0.047, 0.011]]))
+    assert scale.item() == pytest.approx(2.54 / 127)  # 0.02: the largest weight maps to 127
+    assert q.tolist() == [[127, -50, 2, 1]]  # 2.54/0.02, -1/0.02, 2.35 -> 2, 0.55 -> 1
+    err = (dequantize_int8(q, scale) - torch.tensor([[2.54, -1.0, 0.047, 0.011]])).abs()[0].tolist()
+    assert err == pytest.approx([0.0, 0.0, 0.007, 0.009], abs=1e-6)  # 0.04 for 0.047, 0.02 for 0.011
+    assert max(err) <= scale.item() / 2
+    # int4: one group of 4, scale 1.4 / 7 = 0.2 stored in fp16 (0.199951...), values -7..7
+    w = torch.tensor([[1.4, -0.5, 0.33, 0.0]])
+    packed, scales = quantize_int4(w, group_size=4)
+    s16 = float(torch.tensor(0.2, dtype=torch.float16))
+    assert scales.item() == s16
+    assert unpack_int4(packed).tolist() == [[7, -3, 2, 0]]  # 1.4/s16 = 7.0002 -> 7, -2.5006 -> -3, 1.65 -> 2
+    assert packed.tolist() == [[(7 + 8) | ((-3 + 8) << 4), (2 + 8) | ((0 + 8) << 4)]]
+    back = dequantize_int4(packed, scales)[0].tolist()
+    assert back == pytest.approx([7 * s16, -3 * s16, 2 * s16, 0.0], abs=1e-6)
+    errs = [abs(b - a) for a, b in zip([1.4, -0.5, 0.33, 0.0], back)]
+    assert errs == pytest.approx([1.4 - 7 * s16, 3 * s16 - 0.5, 2 * s16 - 0.33, 0.0], abs=1e-6)
+    assert max(errs) == pytest.approx(3 * s16 - 0.5, abs=1e-6) and max(errs) <= s16 / 2 + 1e-6  # 0.0999 < 0.1
+
+
+def test_int4_uses_15_symmetric_levels():
+    """quantize_int4 stores -7..7 (15 levels, symmetric like int8's -127..127); -8, which the nibble could
+    hold, is never produced."""
+    w = torch.randn(64, 128)
+    levels = unpack_int4(quantize_int4(w, group_size=32)[0])
+    assert int(levels.min()) == -7 and int(levels.max()) == 7 and len(levels.unique()) == 15
+
+
+class _ClockedModel(nn.Module):
+    """A stand-in for a GPT whose every forward pass costs `cost(T)` seconds of a fake clock (T: tokens fed)."""
+
+    def __init__(self, clock: list[float], cost) -> None:
+        super().__init__()
+        self.gpt = _gpt()
+        self.config, self.block_size, self.clock, self.cost = self.gpt.config, self.gpt.block_size, clock, cost
+        self.gpt.register_forward_pre_hook(lambda _m, args: clock.__setitem__(0, clock[0] + cost(args[0].shape[1])))
+
+    def forward(self, idx, targets=None, kv_cache=None):
+        return self.gpt(idx, targets, kv_cache=kv_cache)
+
+    def new_kv_cache(self, batch_size):
+        return self.gpt.new_kv_cache(batch_size)
+
+
+def test_tokens_per_second_and_step_times_with_a_fake_clock(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock[0])
+    flat = _ClockedModel(clock, lambda T: 0.01)  # every forward pass: 10 ms
+    for n, b in ((8, 1), (20, 4)):
+        # cached: one prefill + n - 1 steps = n forward passes = n * 10 ms for b * n tokens
+        assert tokens_per_second(flat, n_tokens=n, batch_size=b, use_cache=True) == pytest.approx(100 * b)
+        assert tokens_per_second(flat, n_tokens=n, batch_size=b, use_cache=False) == pytest.approx(100 * b)
+    linear = _ClockedModel(clock, lambda T: 0.001 * T)  # 1 ms per token fed
+    # uncached from a 1-token prompt: the passes read 1, 2, ..., n tokens: n (n + 1) / 2 ms for n tokens
+    assert tokens_per_second(linear, n_tokens=10, use_cache=False) == pytest.approx(10 / 0.055)
+    assert tokens_per_second(linear, n_tokens=10, use_cache=True, prompt_len=5) == pytest.approx(10 / 0.014)
+    # one step at position p: p + 1 tokens without the cache, one with it (the prefix is not timed)
+    assert step_times(linear, [0, 10, 31], use_cache=False, repeats=3) == pytest.approx([0.001, 0.011, 0.032])
+    assert step_times(linear, [0, 10, 31], use_cache=True, repeats=3) == pytest.approx([0.001] * 3)
+
+
+def test_val_loss_against_hand_computed_values():
+    val = torch.randint(0, 40, (500,), generator=torch.Generator().manual_seed(0))
+    uniform = _gpt()
+    with torch.no_grad():
+        uniform.transformer.wte.weight.zero_()  # tied output layer: every logit 0, the loss is log(40)
+    assert val_loss(uniform, val, n_batches=3) == pytest.approx(math.log(40), abs=1e-5)
+
+    class Shift(nn.Module):  # "loss" = mean of targets - inputs: 1 exactly when y is x shifted by one
+        block_size = 16
+
+        def forward(self, x, y):
+            return None, (y - x).float().mean()
+
+    Shift.parameters = lambda self: iter([torch.zeros(1)])
+    assert val_loss(Shift(), torch.arange(300), n_batches=4, batch_size=5) == 1.0
+    with pytest.raises(ValueError, match="needs more than block_size"):
+        val_loss(Shift(), torch.arange(17))
+
+
+def test_measure_variants(tmp_path):
     model = _gpt()
     val = torch.randint(0, 40, (500,))
-    assert tokens_per_second(model, n_tokens=8) > 0
-    assert val_loss(model, val, n_batches=2) == val_loss(model, val, n_batches=2)  # fixed batches
-    assert len(step_times(model, [0, 10, 31], use_cache=True, repeats=1)) == 3
-    rows = measure_variants(model, val, tmp_path, sparsities=(0.5,), n_tokens=8, n_batches=2)
+    rows = measure_variants(model, val, tmp_path, sparsities=(0.5,), n_tokens=8, n_batches=2, repeats=3)
     assert [r.name for r in rows] == ["fp32", "int8", "int4", "pruned 50%"]
     assert rows[0].size_ratio == 1.0 and rows[1].size_ratio > 3 and rows[2].size_ratio > rows[1].size_ratio
     assert all(r.file_bytes == (tmp_path / f).stat().st_size
                for r, f in zip(rows, ["fp32.pt", "int8.pt", "int4.pt", "pruned50.pt"]))
+    assert rows[0].val_loss == pytest.approx(val_loss(model, val, n_batches=2))
     assert abs(rows[1].loss_delta) < 0.05
+    for r in rows:
+        assert r.loss_delta == pytest.approx(r.val_loss - rows[0].val_loss)
+        assert r.speed_ratio == pytest.approx(r.tokens_per_s / rows[0].tokens_per_s)
+        assert len(r.tokens_per_s_runs) == 3 and r.tokens_per_s == max(r.tokens_per_s_runs)
+
+
+def test_variants_are_timed_in_turns(monkeypatch):
+    """interleaved_rates: one run of every model per round (a change in load hits them alike), each warmed up."""
+    from minilm.generation.measure import interleaved_rates
+
+    clock, order = [0.0], []
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock[0])
+    models = [_ClockedModel(clock, lambda T, c=c: c) for c in (0.01, 0.02)]
+    for name, m in zip("ab", models):
+        m.gpt.register_forward_pre_hook(lambda _m, _a, name=name: order.append(name))
+    runs = interleaved_rates(models, n_tokens=5, repeats=3)
+    assert runs == [pytest.approx([100.0] * 3), pytest.approx([50.0] * 3)]  # 5 passes of 10 ms, of 20 ms
+    assert "".join(order) == "a" * 5 + "b" * 5 + ("a" * 5 + "b" * 5) * 3  # warm-ups, then rounds

@@ -250,9 +250,57 @@ def test_about_in_a_fresh_interpreter():
     assert lines["device"].startswith("cpu")
     assert lines["precision"] == "fp32"
     assert lines["preset"] == "smoke"
+    assert lines["threads"].split()[0].isdigit() and "(" in lines["threads"]  # the count and why
 
 
 def test_matmul_flops_measures_a_plausible_cpu_throughput():
     flops = runtime.matmul_flops(64, "cpu", seconds=0.02, rounds=2)
     assert 1e6 < flops < 1e14  # a CPU does between a MFLOP/s and 100 TFLOP/s
     runtime.synchronize("cpu")  # a no-op on the CPU
+
+
+# --- CPU threads ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cores, load, default, expected", [
+    (2, 0.1, 2, 2),    # a quiet 2-core machine: PyTorch's default
+    (2, 1.9, 2, 1),    # one core kept busy by other work: one thread
+    (2, 6.0, 2, 1),    # heavily oversubscribed: never below one
+    (8, 2.4, 8, 6),    # 2 of 8 cores busy (2.4 rounds to 2)
+    (16, 0.0, 8, 8),   # never above PyTorch's default (its physical cores)
+    (4, None, 4, 4),   # no load average (Windows): the default
+])
+def test_threads_follow_the_free_cores(cores, load, default, expected):
+    n, why = runtime.choose_threads(cores, load, default, env={})
+    assert n == expected and f"{cores} cores" in why
+    if n < default:
+        assert "MINILM_THREADS" in why and "oversubscribe" in why  # says what to do
+
+
+def test_threads_overrides_and_torchrun():
+    assert runtime.choose_threads(2, 1.9, 2, env={"MINILM_THREADS": "2"}) == (2, "set by MINILM_THREADS")
+    assert runtime.choose_threads(8, 0.0, 8, env={"OMP_NUM_THREADS": "3"})[0] == 8  # PyTorch applied it
+    assert runtime.choose_threads(8, 0.0, 8, env={"LOCAL_WORLD_SIZE": "4"})[0] == 2  # 4 processes share 8 cores
+    for bad in ("0", "two", "-1"):
+        with pytest.raises(ValueError, match=f"MINILM_THREADS='{bad}' must be a whole number >= 1"):
+            runtime.choose_threads(2, 0.0, 2, env={"MINILM_THREADS": bad})
+
+
+def test_threads_are_chosen_once_before_the_device_and_printed(monkeypatch, capsys):
+    monkeypatch.setattr(runtime, "_THREADS", {})
+    monkeypatch.setattr(runtime, "_ANNOUNCED", set())
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(runtime.os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 2)
+    calls = []
+    monkeypatch.setattr(runtime.torch, "set_num_threads", calls.append)  # the real setting untouched
+    for var in ("MINILM_THREADS", "OMP_NUM_THREADS", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MINILM_DEVICE", "cpu")
+    minilm.get_device()
+    minilm.get_device()
+    runtime.configure_threads()
+    assert calls == [1]  # once, one thread for the one free core
+    out = capsys.readouterr().out
+    assert out.count("minilm: 1 CPU thread (2 cores, load average 1.9") == 1
+    assert runtime.threads_summary().endswith("MINILM_THREADS=N overrides)")

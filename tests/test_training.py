@@ -277,3 +277,20 @@ def test_a_named_run_checkpoints_at_every_evaluation_by_default(tmp_path):
         train(model, dies_at_step_15, cfg, "cpu", generator=g)
     assert load_checkpoint(checkpoint_path("d", tmp_path))["step"] == 10
     assert replace(cfg, checkpoint_interval=0).save_every == 0
+
+
+def test_a_checkpoint_saved_before_new_config_fields_still_resumes():
+    """A GPTConfig saved before the modern-block fields existed resumes; a different model is refused."""
+    from dataclasses import asdict
+
+    from minilm.models.gpt import GPT2_FIELDS, GPT, GPTConfig
+    from minilm.training.loop import check_resumable
+
+    cfg = TrainConfig(max_steps=4, run_name="old")
+    model = GPT(GPTConfig(block_size=8, vocab_size=11, n_layer=1, n_head=2, n_embd=8))
+    old = {k: v for k, v in asdict(model.config).items() if k in GPT2_FIELDS}  # as an older minilm saved it
+    check_resumable({"config": old, "train_config": asdict(cfg)}, cfg, model)
+    with pytest.raises(ValueError, match="model config"):
+        check_resumable({"config": dict(old, n_embd=16), "train_config": asdict(cfg)}, cfg, model)
+    with pytest.raises(ValueError, match="model config"):
+        check_resumable({"config": dict(old, mlp="swiglu"), "train_config": asdict(cfg)}, cfg, model)

@@ -89,8 +89,10 @@ def test_the_cache_key_covers_every_field_that_shapes_the_weights(tmp_cache):
         other = replace(base, train=replace(base.train, **{f.name: value}))
         same = zoo.recipe_key("tinyshakespeare", other, tok) == key
         assert same == (f.name in zoo.NOT_IN_KEY), f"TrainConfig.{f.name}"
+    modern = {"norm": "rmsnorm", "position": "rope", "mlp": "swiglu", "mlp_hidden": 100, "n_kv_head": 1}
     for f in fields(GPTConfig):
-        value = not getattr(base.model, f.name) if f.type == "bool" else getattr(base.model, f.name) + 1
+        value = not getattr(base.model, f.name) if f.type == "bool" else modern.get(f.name)
+        value = getattr(base.model, f.name) + 1 if value is None else value
         other = replace(base, model=replace(base.model, **{f.name: value}))
         assert zoo.recipe_key("tinyshakespeare", other, tok) != key, f"GPTConfig.{f.name}"
     assert zoo.recipe_key("tinyshakespeare", replace(base, batch_size=9), tok) != key

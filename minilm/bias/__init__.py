@@ -6,7 +6,8 @@ encoders, counterfactual augmentation, memorisation and canaries.
 - `weat`: WEAT effect size and permutation p-value for any embedding function; SEAT for sentence encoders
 - `counterfactual`: gendered-word swapping (word boundaries, case, her/his ambiguities) and two-sided CDA
 - `memorisation`: exact continuation rates; canaries and their exposure (Carlini et al. 2019)
-- `experiment`: the controlled experiment (a stated skew mixed into a corpus) of notebook 08 and benchmarks/bias.py
+- `experiment`: the controlled experiment (a stated skew mixed into a corpus; skewed, augmented and even-skew
+  arms, several seeds each, t intervals) of notebook 08 and benchmarks/bias.py
 
 These probes use CrowS-Pairs, WinoBias and the WEAT lists, which hold offensive stereotypes by
 design: for evaluation only, never for training.

@@ -2,9 +2,20 @@
 
 Each occupation gets a stated share `p_he` of "he" among its injected sentences ("The nurse said
 that she would be late."); after training, the model's own share P(he) / (P(he) + P(she)) after
-"The nurse said that" is compared with it, occupation by occupation. Counterfactual augmentation
-(`counterfactual.augment`) then adds the gender-swapped twin of every line and the probe is run
-again.
+"The nurse said that" is compared with it, occupation by occupation.
+
+The mitigation is tested as a controlled experiment with three arms, each trained with several seeds
+(`ExperimentConfig.seeds`; a seed sets the initial weights and the batch order, the corpora are fixed):
+
+- "skewed": the corpus with the stated skew;
+- "augmented": the same corpus after counterfactual augmentation (`counterfactual.augment`: every line
+  plus its gender-swapped twin), trained for proportionally more steps, so that every original line is
+  seen as often as in the skewed arm (equal exposure; with the same steps it would be seen about half
+  as often, and less exposure alone shrinks a learned gap);
+- "even": the control, the same corpus with p_he = 0.5 for every occupation: the gap a model shows
+  when its data hold none (the noise floor, plus whatever pull its Shakespeare gives every occupation).
+
+`arm_stats` turns the per-seed numbers into means with t intervals over seeds.
 """
 
 from __future__ import annotations
@@ -109,6 +120,7 @@ class ExperimentConfig:
     prefix_len: int = 30  # memorisation probe: characters given
     cont_len: int = 5  # memorisation probe: characters to reproduce (about one word)
     probe_lines: int = 400  # training and held-out lines the memorisation probe uses (each)
+    seeds: tuple[int, ...] = (1337, 1338, 1339)  # one training run per seed and arm (initial weights, batches)
 
 
 def experiment_config(preset: str) -> ExperimentConfig:
@@ -122,7 +134,8 @@ class Corpora:
 
     train_text: str  # tinyshakespeare slice + skewed sentences + canaries
     cda_text: str  # the same after two-sided counterfactual augmentation
-    val_text: str  # held-out tinyshakespeare (validation loss of both models)
+    even_text: str  # the control: the same slice and canaries, p_he = 0.5 for every occupation
+    val_text: str  # held-out tinyshakespeare (validation loss of every model)
     p_he: dict[str, float]  # occupation -> injected share of "he"
     canaries: list  # memorisation.Canary, one per insertion count
     train_lines: list[str]  # tinyshakespeare lines of the training corpus (memorisation probe)
@@ -144,11 +157,13 @@ def build_corpora(cfg: ExperimentConfig, text: str | None = None, seed: int = 0)
     injected = skewed_sentences(p_he, cfg.per_occupation, seed)
     canaries = make_canaries(cfg.canary_insertions, seed=seed)
     lines = insert_canaries(mix_lines(base_lines, injected, seed), canaries, seed)
+    even = skewed_sentences(dict.fromkeys(p_he, 0.5), cfg.per_occupation, seed)
+    even_lines = insert_canaries(mix_lines(base_lines, even, seed), canaries, seed)
     need = cfg.prefix_len + cfg.cont_len
     rng = random.Random(seed)
     train_probe = [ln for ln in base_lines if len(ln) >= need]
     held_probe = [ln for ln in val_text.split("\n") if len(ln) >= need]
-    return Corpora("\n".join(lines), "\n".join(augment(lines)), val_text, p_he, canaries,
+    return Corpora("\n".join(lines), "\n".join(augment(lines)), "\n".join(even_lines), val_text, p_he, canaries,
                    rng.sample(train_probe, min(cfg.probe_lines, len(train_probe))),
                    rng.sample(held_probe, min(cfg.probe_lines, len(held_probe))))
 
@@ -174,22 +189,89 @@ def experiment_recipe(preset: str, vocab_size: int, cfg: ExperimentConfig):
     return Recipe(model, replace(recipe.train, max_steps=cfg.stages[-1]), recipe.batch_size)
 
 
-def train_models(preset: str, device=None, progress: bool = True):
-    """(config, corpora, tokenizer, [(model, history)] at each stage of the skewed run, (model, history) of
-    the augmented run): notebook 08's training runs, from the model cache when they ran before."""
+ARMS = ("skewed", "augmented", "even")
+
+
+def arm_steps(corpora: Corpora, cfg: ExperimentConfig) -> dict[str, int]:
+    """Training steps per arm: the augmented arm trains len(cda_text) / len(train_text) times longer, so each
+    original line is drawn as often as in the skewed arm (batches are random windows of the corpus)."""
+    steps = cfg.stages[-1]
+    return {"skewed": steps, "augmented": round(steps * len(corpora.cda_text) / len(corpora.train_text)),
+            "even": steps}
+
+
+def train_arm(arm: str, corpora: Corpora, tok, cfg: ExperimentConfig, preset: str, seed: int,
+              device=None, progress: bool = False) -> list:
+    """[(model, history)] of one arm and seed, from the model cache when it ran before. The skewed arm is
+    stopped and cached at each of `cfg.stages` (memorisation along the run); the others give one entry."""
     import torch
 
-    from ..training.zoo import load_or_train, train_stages
+    from ..training.zoo import train_stages
 
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; use one of {', '.join(ARMS)}")
+    text = {"skewed": corpora.train_text, "augmented": corpora.cda_text, "even": corpora.even_text}[arm]
+    recipe = experiment_recipe(preset, tok.vocab_size, cfg)
+    enc = lambda s: torch.tensor(tok.encode(s), dtype=torch.long)
+    stages = list(cfg.stages) if arm == "skewed" else [arm_steps(corpora, cfg)[arm]]
+    return train_stages(f"bias-{arm}", recipe, enc(text), enc(corpora.val_text), tok, stages,
+                        extra={"corpus": digest(text)}, preset=preset, device=device, progress=progress, seed=seed)
+
+
+def t_interval(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the t interval of the mean of `values` (n >= 2; seeds are the samples)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    if v.size < 2:
+        raise ValueError(f"a t interval needs at least 2 values (seeds), got {v.size}: add seeds to the config")
+    half = stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+
+@dataclass
+class ArmStats:
+    """One arm's probe numbers: a value per seed, and each one's mean with its 95 % t interval over seeds."""
+
+    arm: str
+    steps: int
+    per_seed: dict[str, list[float]]  # "gap" | "offset" | "spread" | "he_share" | "r" | "val_loss" -> one per seed
+    ci: dict[str, tuple[float, float, float]]  # the same keys -> (mean, low, high)
+
+
+def arm_stats(arm: str, models: Sequence, tok, p_he: dict[str, float]) -> ArmStats:
+    """The probe on each seed's final model, with l_w = log P(he) - log P(she) after occupation w's prompt:
+    "gap" = mean |l_w| (nats), split into "offset" = mean l_w (a pull shared by every occupation, + toward
+    "he") and "spread" = mean |l_w - offset| (how far occupations differ: the learned skew); "he_share" =
+    mean P(he) share (0.5 = no pull), "r" = Pearson r with the stated skew, "val_loss"."""
+    from .templates import pronoun_probe
+
+    per_seed: dict[str, list[float]] = {"gap": [], "offset": [], "spread": [], "he_share": [], "r": [], "val_loss": []}
+    for model, history in models:
+        probe = pronoun_probe(model, tok, list(p_he), PROBE)
+        share = probe.p_first()
+        ratios = np.array(list(probe.log_ratio.values()))
+        per_seed["gap"].append(probe.mean_abs_gap())
+        per_seed["offset"].append(float(ratios.mean()))
+        per_seed["spread"].append(float(np.abs(ratios - ratios.mean()).mean()))
+        per_seed["he_share"].append(float(np.mean(list(share.values()))))
+        per_seed["r"].append(fit_skew(p_he, share).pearson_r)
+        per_seed["val_loss"].append(history.val_loss[-1])
+    steps = models[0][1].steps[-1]
+    return ArmStats(arm, steps, per_seed, {k: t_interval(v) for k, v in per_seed.items()})
+
+
+def paired_difference(a: ArmStats, b: ArmStats, key: str = "gap") -> tuple[float, float, float]:
+    """(mean, low, high) of b - a seed by seed (the same seed gives both arms the same initial weights)."""
+    return t_interval(np.subtract(b.per_seed[key], a.per_seed[key]))
+
+
+def train_models(preset: str, device=None, progress: bool = False):
+    """(config, corpora, tokenizer, {arm: [[(model, history), ...] per seed]}): every run of notebook 08's
+    experiment, from the model cache when they ran before. runs["skewed"][0] holds the first seed's stages."""
     cfg = experiment_config(preset)
     corpora = build_corpora(cfg)
     tok = experiment_tokenizer(corpora)
-    recipe = experiment_recipe(preset, tok.vocab_size, cfg)
-    enc = lambda s: torch.tensor(tok.encode(s), dtype=torch.long)
-    val = enc(corpora.val_text)
-    skewed = train_stages("bias-skewed", recipe, enc(corpora.train_text), val, tok, list(cfg.stages),
-                          extra={"corpus": digest(corpora.train_text)}, preset=preset, device=device,
-                          progress=progress)
-    cda = load_or_train("bias-cda", recipe, enc(corpora.cda_text), val, tok,
-                        extra={"corpus": digest(corpora.cda_text)}, preset=preset, device=device, progress=progress)
-    return cfg, corpora, tok, skewed, cda
+    runs = {arm: [train_arm(arm, corpora, tok, cfg, preset, seed, device, progress) for seed in cfg.seeds]
+            for arm in ARMS}
+    return cfg, corpora, tok, runs

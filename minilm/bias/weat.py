@@ -5,11 +5,18 @@ For target word sets X, Y and attribute sets A, B (e.g. flowers, insects; pleasa
     s(w, A, B) = mean_a cos(w, a) - mean_b cos(w, b)
     effect size d = (mean_{x in X} s(x, A, B) - mean_{y in Y} s(y, A, B)) / std_{w in X u Y} s(w, A, B)
 
-(the standard deviation with ddof=1, as WEFE and May et al.'s code compute it). The one-sided
-permutation p-value is the share of equal-size re-partitions (X_i, Y_i) of X u Y whose test
-statistic sum_x s(x) - sum_y s(y) is at least the observed one: exact when there are few
-partitions, else estimated from random ones. SEAT puts each word into bleached sentence templates
-("This is a flower.") and runs WEAT on the sentence embeddings.
+(the sample standard deviation, ddof=1, as May et al.'s SEAT code computes it; WEFE divides by the
+population one, ddof=0, which makes its d smaller by the factor sqrt((n - 1) / n), n = |X| + |Y|).
+
+The one-sided permutation p-value is the share of equal-size re-partitions (X_i, Y_i) of X u Y whose
+test statistic sum_x s(x) - sum_y s(y) is at least (`>=`) the observed one, the observed partition
+and ties included: exact when there are few partitions, else estimated from random ones plus the
+observed one, (hits + 1) / (n_perm + 1), so p is never 0. Caliskan et al. write the p-value with a
+strict `>` (`strict=True` computes that): the two differ by the ties and the observed partition, at
+least 1 / (number of partitions), so ours is the larger, the conservative one. SEAT puts each word
+into bleached sentence templates ("This is a flower.") and runs WEAT on the sentence embeddings;
+its p-value treats the |templates| sentences of one word as independent samples, which they are
+not, so it comes out smaller than it should (anticonservative; May et al. 2019 say so).
 """
 
 from __future__ import annotations
@@ -78,26 +85,31 @@ def effect_size(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> f
 
 
 def p_value(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray, n_perm: int = 10_000,
-            seed: int = 0, exact_limit: int = 100_000) -> float:
+            seed: int = 0, exact_limit: int = 100_000, strict: bool = False) -> float:
     """One-sided permutation p-value: P(s(X_i, Y_i) >= s(X, Y)) over equal-size splits of X u Y.
 
     Exact (every split) when there are at most `exact_limit`; else `n_perm` random splits, with the
-    observed split counted in (so p is never 0)."""
+    observed split counted in (so p is never 0). strict=True: Caliskan et al.'s P(s(X_i, Y_i) > s(X, Y)),
+    ties and the observed split not counted (sampled: hits / n_perm, which can be 0)."""
     _check_sets({"X": x, "Y": y, "A": a, "B": b})
     s = np.concatenate([association(x, a, b), association(y, a, b)])
     nx, n = len(x), len(x) + len(y)
     total = s.sum()
     observed = s[:nx].sum() - s[nx:].sum()
     eps = 1e-12 * max(1.0, abs(observed))
+
+    def reaches(stat: np.ndarray) -> np.ndarray:  # float rounding: a tie is a tie
+        return stat > observed + eps if strict else stat >= observed - eps
+
     if math.comb(n, nx) <= exact_limit:
         stats = np.array([2 * s[list(idx)].sum() - total for idx in itertools.combinations(range(n), nx)])
-        return float((stats >= observed - eps).mean())
+        return float(reaches(stats).mean())
     rng = np.random.default_rng(seed)
     hits = 0
     for _ in range(n_perm):
         idx = rng.permutation(n)[:nx]
-        hits += 2 * s[idx].sum() - total >= observed - eps
-    return float((hits + 1) / (n_perm + 1))
+        hits += bool(reaches(2 * s[idx].sum() - total))
+    return float(hits / n_perm) if strict else float((hits + 1) / (n_perm + 1))
 
 
 @dataclass

@@ -6,9 +6,11 @@
 
 Every field of `GPTConfig`, `TrainConfig` and `PretrainOptions` is an option `--name value`
 parsed with the field's type (`--dropout 0.1`, `--bias false`, `--betas 0.9,0.95`,
-`--grad_clip none`, `--lr_schedule constant`); `--preset` takes the defaults of that preset's
-recipe (`minilm.recipes.GPT`), so `--preset gpu` on tinyshakespeare trains exactly the zoo's gpu
-GPT. An unknown name or a value of the wrong type is an `OptionError` listing every option.
+`--grad_clip none`, `--lr_schedule constant`); `--n-layer` is `--n_layer` (dashes or underscores,
+`--help` shows underscores); `--preset` takes the defaults of that preset's recipe
+(`minilm.recipes.GPT`), so `--preset gpu` on tinyshakespeare trains exactly the zoo's gpu GPT. An
+unknown name or a value of the wrong type is an `OptionError` that names it, suggests the nearest
+option and points at `--help`, which lists them all.
 
 The run checkpoints as run `pretrain` in `<out>/checkpoints/` and resumes by default: run the
 same command again after a crash, a kill or Ctrl-C. At the end rank 0 writes `<out>/model.pt`
@@ -163,6 +165,28 @@ def _listing() -> str:
     return "valid options (a preset may change the defaults):\n" + "\n".join(lines)
 
 
+USAGE = "minilm pretrain --data DIR [--preset smoke|cpu|gpu] [--size small|medium|large] [--OPTION VALUE ...]"
+DESCRIPTION = """Train a GPT on a token folder that `minilm prepare` wrote, in one process or many (torchrun).
+Every option is a field of the model's, the training loop's or the run's settings; a preset gives
+the defaults. The run saves checkpoints and resumes: after a crash or Ctrl-C, run the same command
+again. At the end <out>/model.pt loads with minilm.training.zoo.load_model("<out>").
+
+examples:
+  minilm prepare tinyshakespeare --tokenizer char --out data/shakespeare-char
+  minilm pretrain --data data/shakespeare-char --preset cpu --max_steps 2000
+  torchrun --nproc_per_node 4 -m minilm.cli pretrain --data data/corpus --n_layer 12 --batch_size 256"""
+MORE = "run `minilm pretrain --help` for every option, its type and its default"
+
+
+def underscored(argv: list[str]) -> list[str]:
+    """`--n-layer 3` and `--max-steps=10` as `--n_layer 3`, `--max_steps=10`: both spellings are accepted."""
+    out = []
+    for a in argv:
+        name, eq, value = a.partition("=")
+        out.append(("--" + name[2:].replace("-", "_") + eq + value) if a.startswith("--") and len(a) > 2 else a)
+    return out
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         hint = ""
@@ -172,12 +196,12 @@ class _Parser(argparse.ArgumentParser):
                 close = difflib.get_close_matches(word.lstrip("-").replace("-", "_"), known, n=2)
                 if word.startswith("-") and close:
                     hint += f"\n{word}: did you mean {' or '.join('--' + c for c in close)}?"
-        raise OptionError(f"minilm pretrain: {message}{hint}\n{_listing()}")
+        raise OptionError(f"minilm pretrain: {message}{hint}\n{MORE}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of `minilm pretrain`: one `--name value` per field of SECTIONS, defaults left unset."""
-    parser = _Parser(prog="minilm pretrain", allow_abbrev=False, description=__doc__.splitlines()[0],
+    parser = _Parser(prog="minilm pretrain", usage=USAGE, allow_abbrev=False, description=DESCRIPTION,
                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_listing())
     names = [f.name for cls in SECTIONS for f in fields(cls)]
     assert len(names) == len(set(names)), "a field name appears in two sections"
@@ -193,14 +217,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_options(argv: list[str]) -> tuple[dict, dict, PretrainOptions]:
     """(GPTConfig overrides, TrainConfig overrides, PretrainOptions) from the command line; OptionError if wrong."""
-    given = vars(build_parser().parse_args(argv))
+    given = vars(build_parser().parse_args(underscored(argv)))
     split = [{f.name: given[f.name] for f in fields(cls) if f.name in given} for cls in SECTIONS]
     try:
         opts = PretrainOptions(**split[2])
     except ValueError as e:
-        raise OptionError(f"minilm pretrain: {e}\n{_listing()}") from None
+        raise OptionError(f"minilm pretrain: {e}\n{MORE}") from None
     if not opts.data:
-        raise OptionError(f"minilm pretrain: --data DIR is required (a folder `minilm prepare` wrote)\n{_listing()}")
+        raise OptionError(f"minilm pretrain: --data DIR is required (a folder `minilm prepare` wrote)\n{MORE}")
     return split[0], split[1], opts
 
 
@@ -285,6 +309,21 @@ def write_result(p: Plan, tokens: TokenFile, model: GPT, history: History, world
           f"load it with `model, tok = minilm.training.zoo.load_model({str(p.out)!r})`")
 
 
+def check_data(folder: str) -> None:
+    """A sentence (FileNotFoundError) when `folder` is not a complete folder `minilm prepare` wrote."""
+    path = Path(folder).expanduser()
+    make = f"make one with `minilm prepare <dataset or text file> --out {folder}`"
+    if not path.exists():
+        raise FileNotFoundError(f"--data {folder}: there is no such folder; {make}")
+    if not path.is_dir():
+        raise FileNotFoundError(f"--data {folder} is a file: give the folder `minilm prepare --out` wrote "
+                                "(meta.json, tokens.bin, tokenizer.json), not a text file; " + make)
+    missing = [n for n in ("meta.json", "tokens.bin", TOKENIZER) if not (path / n).is_file()]
+    if "meta.json" not in missing and missing:
+        raise FileNotFoundError(f"--data {folder} lacks {', '.join(missing)}: its preparation did not "
+                                f"finish or files were removed; {make}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """`minilm pretrain [--name value ...]`: 0 when trained, 2 for a wrong option, 130 when interrupted."""
     argv = sys.argv[1:] if argv is None else argv
@@ -293,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         model_over, train_over, opts = parse_options(argv)
+        check_data(opts.data)
         tokens = TokenFile.open(opts.data)
         p = plan(model_over, train_over, opts, tokens)
         model = build(p)
@@ -301,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run(p, tokens, model)
-    except KeyboardInterrupt as e:
-        print(f"\n{e}\nrun the same command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as e:  # the loop's own message is a notebook's advice: say the command's
+        where = (f"stopped at step {e.step}; the checkpoint {e.checkpoint} holds it"
+                 if hasattr(e, "step") else f"interrupted; checkpoints (if any) are in {p.train.checkpoint_dir}")
+        print(f"\n{where}: run the same command again to resume", file=sys.stderr)
         return 130
     return 0

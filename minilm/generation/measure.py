@@ -2,16 +2,18 @@
 
     rows = measure_variants(model, val_data, workdir)   # fp32, int8, int4, pruned 30/50/70/90 %
     speed = tokens_per_second(model, n_tokens=256, batch_size=1, use_cache=True)
+    hf = hf_twin(model)                                 # transformers' GPT2LMHeadModel, the same weights
 
 Timings are wall-clock on whatever device the model is on (synchronised on CUDA), best of
-`repeats`: a shared or busy machine makes them noisy, so compare figures from one run.
+`repeats` (`decode_rates` gives every run, for an interval): a shared or busy machine makes them
+noisy, so compare figures from one run.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -32,25 +34,85 @@ def model_device(model: nn.Module) -> torch.device:
     return next(iter(list(model.parameters()) + list(model.buffers()))).device
 
 
+def _prompt(model: nn.Module, batch_size: int, prompt_len: int, seed: int) -> torch.Tensor:
+    """A random prompt (batch_size, prompt_len) of the model's vocabulary, on its device."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, model.config.vocab_size, (batch_size, prompt_len), generator=g).to(model_device(model))
+
+
+def _timed(decode, model: nn.Module, new_tokens: int) -> list[float]:
+    """One timed run of decode() (synchronised on a GPU) -> [new tokens per second]."""
+    device = model_device(model)
+    _sync(device)
+    t = time.perf_counter()
+    decode()
+    _sync(device)
+    return [new_tokens / (time.perf_counter() - t)]
+
+
+def _rates(decode, model: nn.Module, new_tokens: int, repeats: int) -> list[float]:
+    """Run decode() once to warm up, then `repeats` timed times -> new tokens per second of each run."""
+    decode()  # warm-up: allocation, kernel selection
+    return [_timed(decode, model, new_tokens)[0] for _ in range(repeats)]
+
+
 @torch.no_grad()
+def decode_rates(model: nn.Module, n_tokens: int = 256, batch_size: int = 1, prompt_len: int = 1,
+                 use_cache: bool = True, repeats: int = 5, seed: int = 0) -> list[float]:
+    """Greedy-decode n_tokens after a random prompt (batch_size, prompt_len), `repeats` times after a warm-up
+    -> the new tokens per second (all rows) of each run."""
+    prompt = _prompt(model, batch_size, prompt_len, seed)
+    return _rates(lambda: generate(model, prompt, n_tokens, temperature=0.0, use_cache=use_cache),
+                  model, batch_size * n_tokens, repeats)
+
+
 def tokens_per_second(model: nn.Module, n_tokens: int = 256, batch_size: int = 1, prompt_len: int = 1,
                       use_cache: bool = True, repeats: int = 1, seed: int = 0) -> float:
     """Greedy-decode n_tokens after a random prompt (batch_size, prompt_len) -> new tokens per second (all rows).
 
     Best of `repeats` runs (after a short warm-up)."""
-    device = model_device(model)
-    vocab = model.config.vocab_size
-    prompt = torch.randint(0, vocab, (batch_size, prompt_len), generator=torch.Generator().manual_seed(seed))
-    prompt = prompt.to(device)
-    generate(model, prompt, min(4, n_tokens), temperature=0.0, use_cache=use_cache)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        t = time.perf_counter()
-        generate(model, prompt, n_tokens, temperature=0.0, use_cache=use_cache)
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return batch_size * n_tokens / best
+    return max(decode_rates(model, n_tokens, batch_size, prompt_len, use_cache, repeats, seed))
+
+
+def hf_twin(model: GPT) -> nn.Module:
+    """transformers' GPT2LMHeadModel with `model`'s weights (a GPT-2-style GPT: learned positions, LayerNorm,
+    GELU, biases), in eval mode on its device: the reference a KV cache is measured against (06).
+
+    Built from a config alone (no download); Hugging Face's Conv1D layers store (in, out), the
+    transpose of nn.Linear, so those four weights per block are transposed (the inverse of
+    minilm.models.gpt2.gpt_from_hf)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging as hf_logging
+
+    from ..models.gpt2 import CONV1D_WEIGHTS
+
+    c = model.config
+    gpt2_style = {"position": "learned", "norm": "layernorm", "mlp": "gelu", "bias": True}
+    other = {k: getattr(c, k) for k, want in gpt2_style.items() if getattr(c, k, want) != want}
+    if other or c.mlp_width != 4 * c.n_embd:
+        raise ValueError(f"hf_twin needs a GPT-2-style model ({gpt2_style}, a 4 x n_embd MLP); this one has "
+                         f"{other or {'mlp_width': c.mlp_width}}")
+    hf_logging.set_verbosity_error()
+    hf = GPT2LMHeadModel(GPT2Config(vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd,
+                                    n_layer=c.n_layer, n_head=c.n_head, resid_pdrop=0.0, embd_pdrop=0.0,
+                                    attn_pdrop=0.0, bos_token_id=0, eos_token_id=None, pad_token_id=0))
+    state = {k: (v.t() if k.endswith(CONV1D_WEIGHTS) else v) for k, v in model.state_dict().items()}
+    missing, unexpected = hf.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(".attn.bias") and not k.endswith(".attn.masked_bias")]
+    if missing or unexpected:
+        raise ValueError(f"weights that do not map onto GPT2LMHeadModel: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
+    return hf.eval().to(model_device(model))
+
+
+@torch.no_grad()
+def hf_decode_rates(hf_model: nn.Module, n_tokens: int, batch_size: int = 1, prompt_len: int = 1,
+                    repeats: int = 5, seed: int = 0) -> list[float]:
+    """decode_rates for a transformers model: greedy `generate(use_cache=True)` of exactly n_tokens."""
+    prompt = _prompt(hf_model, batch_size, prompt_len, seed)
+    kwargs = {"do_sample": False, "use_cache": True, "pad_token_id": 0, "max_new_tokens": n_tokens,
+              "min_new_tokens": n_tokens, "attention_mask": torch.ones_like(prompt)}
+    return _rates(lambda: hf_model.generate(prompt, **kwargs), hf_model, batch_size * n_tokens, repeats)
 
 
 @torch.no_grad()
@@ -59,15 +121,18 @@ def step_times(model: GPT, positions: list[int], use_cache: bool, batch_size: in
     """Seconds for the one forward pass that yields the token after position p, for each p in `positions`.
 
     Without the cache that pass reads all p + 1 tokens; with it, one token whose keys and values
-    meet the p cached ones. Median of `repeats`."""
+    meet the p cached ones. The positions are timed in turns, `repeats` rounds; each figure is the
+    best (smallest) of its runs, the one least disturbed by other work on the machine."""
     device = model_device(model)
-    vocab, out = model.config.vocab_size, []
+    vocab = model.config.vocab_size
     for p in positions:
         if not 0 <= p < model.block_size:
             raise ValueError(f"position {p} must be in [0, block_size={model.block_size})")
-        seq = torch.randint(0, vocab, (batch_size, p + 1), generator=torch.Generator().manual_seed(p)).to(device)
-        times = []
-        for _ in range(repeats):
+    seqs = [torch.randint(0, vocab, (batch_size, p + 1), generator=torch.Generator().manual_seed(p)).to(device)
+            for p in positions]
+    times: list[list[float]] = [[] for _ in positions]
+    for _ in range(repeats):
+        for i, (p, seq) in enumerate(zip(positions, seqs)):
             if use_cache:
                 cache = model.new_kv_cache(batch_size)
                 if p:
@@ -80,9 +145,8 @@ def step_times(model: GPT, positions: list[int], use_cache: bool, batch_size: in
                 t = time.perf_counter()
                 model(seq)
             _sync(device)
-            times.append(time.perf_counter() - t)
-        out.append(sorted(times)[len(times) // 2])
-    return out
+            times[i].append(time.perf_counter() - t)
+    return [min(t) for t in times]
 
 
 @torch.no_grad()
@@ -114,32 +178,42 @@ class VariantRow:
     size_ratio: float = 1.0  # fp32 bytes / these bytes (how many times smaller)
     loss_delta: float = 0.0  # val loss - fp32 val loss
     speed_ratio: float = 1.0  # tokens/s / fp32 tokens/s
+    tokens_per_s_runs: list[float] = field(default_factory=list)  # every timed run (tokens_per_s: the best)
 
 
-def measure(model: nn.Module, path: str | Path, val_data: torch.Tensor, name: str = "", n_tokens: int = 128,
-            n_batches: int = 8, repeats: int = 1) -> VariantRow:
-    """file size of `path`, cached tokens/s and val loss of `model` (the model loaded from it)."""
-    return VariantRow(name or Path(path).stem, os.path.getsize(path),
-                      tokens_per_second(model, n_tokens, repeats=repeats),
-                      val_loss(model, val_data, n_batches=n_batches))
+@torch.no_grad()
+def interleaved_rates(models: list[nn.Module], n_tokens: int, repeats: int, seed: int = 0) -> list[list[float]]:
+    """Cached greedy tokens/s of each model (batch 1), timed in rounds: one run of every model per round,
+    `repeats` rounds after a warm-up of each -> for each model, its runs. On a machine whose load
+    changes, every model meets the same changes, so their ranges can be compared."""
+    decoders = [(lambda m=m: generate(m, _prompt(m, 1, 1, seed), n_tokens, temperature=0.0)) for m in models]
+    runs: list[list[float]] = [[] for _ in models]
+    for decode in decoders:
+        decode()  # warm-up
+    for _ in range(repeats):
+        for i, (m, decode) in enumerate(zip(models, decoders)):
+            runs[i] += _timed(decode, m, n_tokens)
+    return runs
+
 
 
 def measure_variants(model: GPT, val_data: torch.Tensor, workdir: str | Path,
                      sparsities: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9), n_tokens: int = 128,
                      n_batches: int = 8, repeats: int = 1, group_size: int = 32,
                      device: torch.device | str | None = None) -> list[VariantRow]:
-    """Save model as fp32, int8, int4 and pruned at each sparsity in workdir, load each file back and measure it.
+    """Save model as fp32, int8, int4 and pruned at each sparsity in workdir, load each file back and measure it:
+    file size, val loss, and cached tokens/s at batch 1 (`interleaved_rates`: every run kept, the best in
+    tokens_per_s).
 
     Each variant's figures are of the model loaded from its file onto `device` (default: the
     model's), int8/int4 staying quantized in memory. Returns rows with ratios against fp32."""
     workdir = Path(workdir)
     device = torch.device(device) if device is not None else model_device(model)
     model = model.eval()
-    rows = []
+    files = []  # (name, path)
     for scheme in ("fp32", "int8", "int4"):
-        path = workdir / f"{scheme}.pt"
-        save_variant(model, path, scheme, group_size)
-        rows.append(measure(load_variant(path, device), path, val_data, scheme, n_tokens, n_batches, repeats))
+        save_variant(model, workdir / f"{scheme}.pt", scheme, group_size)
+        files.append((scheme, workdir / f"{scheme}.pt"))
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     for s in sparsities:
         pruned = GPT(model.config)
@@ -147,8 +221,11 @@ def measure_variants(model: GPT, val_data: torch.Tensor, workdir: str | Path,
         prune_model(pruned, s)
         path = workdir / f"pruned{round(s * 100)}.pt"
         save_variant(pruned, path, "pruned")
-        rows.append(measure(load_variant(path, device), path, val_data, f"pruned {round(s * 100)}%", n_tokens,
-                            n_batches, repeats))
+        files.append((f"pruned {round(s * 100)}%", path))
+    loaded = [load_variant(path, device) for _, path in files]
+    rates = interleaved_rates(loaded, n_tokens, repeats)
+    rows = [VariantRow(name, os.path.getsize(path), max(runs), val_loss(m, val_data, n_batches=n_batches),
+                       tokens_per_s_runs=runs) for (name, path), m, runs in zip(files, loaded, rates)]
     base = rows[0]
     for r in rows:
         r.size_ratio = base.file_bytes / r.file_bytes

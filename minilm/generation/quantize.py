@@ -5,7 +5,9 @@ Written out because the course teaches how they work (torch.ao.quantization is d
 - int8, symmetric per output channel: row i of a weight W (out, in) gets scale_i = max|W_i| / 127
   and is stored as round(W_i / scale_i) in int8 (-127..127); W_i ~ q_i * scale_i.
 - int4, symmetric per group: each run of `group_size` weights of a row gets its own scale
-  max|w| / 7 and values -7..7, stored as value + 8 (1..15) in a nibble, two per byte.
+  max|w| / 7 and values -7..7 (15 levels), stored as value + 8 (1..15) in a nibble, two per byte.
+  A nibble holds 16 values (-8..7, what pack_int4 accepts), but a symmetric scale leaves -8
+  unused, as int8's -127..127 leaves -128.
 - magnitude pruning: in each pruned matrix, exactly round(sparsity * numel) weights of smallest
   magnitude become 0 (ties broken by position). Saved sparse: a bit mask (one bit per weight)
   plus the kept values in fp32.

@@ -1,17 +1,24 @@
 """One `generate()` for every model of the course: greedy, temperature, top-k, top-p, seeded, streaming,
 batched, and a KV cache for the GPT (02-07; taught in 06).
 
-Works with any model of the contract: at each step it feeds the last `block_size` tokens, takes
-the logits of the last position and samples one token. Recurrent models re-run their window each
-step (simple and correct). For the GPT, `use_cache=True` decodes through a `CachedDecoder`: the
-prompt is fed once (prefill), then one token per step, its keys and values kept in a KVCache.
+Works with any model of the contract: at each step it feeds the model a context, takes the logits
+of the last position and samples one token. For the GPT, the KV cache is on by default
+(`use_cache=None`): a `CachedDecoder` feeds the prompt once (prefill), then one token per step,
+its keys and values kept in a KVCache.
 
-Past block_size (the cache policy). GPT-2's positions are learned embeddings for 0..block_size-1,
-so a cache cannot slide: the cached keys were computed at their old positions. When the cache is
-full, the decoder re-prefills from the last `keep` tokens (default: half a block) and continues;
-each step's logits are exactly those of the model run on `decoder.context`, the tokens the cache
-holds (tests/test_kv_cache.py checks this). Without the cache, each step sees the last block_size
-tokens instead, so past block_size the two can differ; within it they give the same logits.
+One policy past block_size, for every entry point (generate, stream, the panel; cached or not).
+GPT-2's positions are learned embeddings for 0..block_size-1, so a cache cannot slide: the cached
+keys were computed at their old positions, and sliding would mean recomputing a whole block at
+every step, exactly where sequences are long and the cache should pay. So when the context holds
+block_size tokens, the next step starts over from the last `keep` of them plus the new token
+(default: half a block; `shift_context`), one prefill, then block_size - keep cheap steps follow
+(llama.cpp's "context shift" makes the same trade). A GPT decoded without the cache sees exactly
+the same contexts, recomputed, so `use_cache` changes the speed and never the text: the same seed
+gives the same tokens from generate, stream and the panel, cached or not (tests/test_generation.py
+checks it past block_size; tests/test_kv_cache.py checks each cached logit against recomputing on
+`decoder.context`). The price: just after a shift a step sees half a block of context instead of a
+full one. Models without a cache (bigram, MLP, RNN, LSTM) store no positions and simply read the
+last block_size tokens at every step.
 """
 
 from __future__ import annotations
@@ -88,6 +95,18 @@ def check_prompt(model: nn.Module, idx: torch.Tensor) -> None:
                          f"this prompt has ids from {int(idx.min())} to {int(idx.max())}")
 
 
+def shift_context(context: torch.Tensor, tokens: torch.Tensor, block_size: int, keep: int) -> torch.Tensor:
+    """The context (B, L) after feeding tokens (B, 1): appended, or, when L has reached block_size, the last
+    `keep` tokens of context + tokens (the policy past block_size; the module docstring says why)."""
+    grown = torch.cat([context, tokens], dim=1)  # (B, L + 1)
+    return grown[:, -keep:] if context.size(1) >= block_size else grown
+
+
+def default_keep(block_size: int) -> int:
+    """How many tokens the policy keeps when the context is full: half a block (at least 1)."""
+    return max(1, block_size // 2)
+
+
 class CachedDecoder:
     """A GPT decoding with a KV cache and the re-prefill policy past block_size.
 
@@ -102,7 +121,7 @@ class CachedDecoder:
     def __init__(self, model: nn.Module, batch_size: int, keep: int | None = None) -> None:
         self.model = model
         self.block_size = model.block_size
-        self.keep = keep if keep is not None else max(1, self.block_size // 2)
+        self.keep = keep if keep is not None else default_keep(self.block_size)
         if not 1 <= self.keep <= self.block_size:
             raise ValueError(f"keep={keep} must be in [1, block_size={self.block_size}]")
         self.cache = model.new_kv_cache(batch_size)
@@ -120,8 +139,8 @@ class CachedDecoder:
         """Feed tokens (B, 1) after the context -> logits after them (B, V)."""
         if self.cache.length >= self.block_size:  # full: positions cannot slide, so start over
             self.refills += 1
-            return self.prefill(torch.cat([self.context, tokens], dim=1)[:, -self.keep:])
-        self.context = torch.cat([self.context, tokens], dim=1)
+            return self.prefill(shift_context(self.context, tokens, self.block_size, self.keep))
+        self.context = shift_context(self.context, tokens, self.block_size, self.keep)
         logits, _ = self.model(tokens, kv_cache=self.cache)  # (B, 1, V)
         return logits[:, -1, :]
 
@@ -140,8 +159,9 @@ def stream(
     """An iterator of the next tokens (B, 1), one step at a time (the widget panel prints them as they come).
 
     The arguments are generate()'s, checked here, at the call. use_cache=None uses the cache where
-    the model has one (GPT). A row that has emitted `stop_token` keeps emitting it; the stream
-    ends once every row has."""
+    the model has one (GPT); with or without it, a GPT's contexts follow the one policy past
+    block_size (the module docstring), so the tokens are the same. A row that has emitted
+    `stop_token` keeps emitting it; the stream ends once every row has."""
     check_sampling_args(temperature, top_k, top_p)
     check_prompt(model, idx)
     if max_new_tokens < 0:
@@ -163,12 +183,14 @@ def _steps(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature
     try:
         done = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)  # (B,)
         decoder = CachedDecoder(model, idx.size(0)) if use_cache else None
+        shifts = hasattr(model, "new_kv_cache")  # a GPT: the policy past block_size, cached or not
+        keep = default_keep(model.block_size) if shifts else 0
         nxt = idx
         for i in range(max_new_tokens):
-            if decoder is None:
-                logits = model(idx[:, -model.block_size:])[0][:, -1, :]  # all a model can see
-            else:  # the prompt once, then only the newest token
+            if decoder is not None:  # the prompt once, then only the newest token
                 logits = decoder.prefill(idx) if i == 0 else decoder.step(nxt)
+            else:  # recompute on the whole context: the GPT's policy past block_size, or the last block
+                logits = model(idx if shifts else idx[:, -model.block_size:])[0][:, -1, :]
             nxt = sample_next(logits, temperature, top_k, generator, top_p)  # (B, 1)
             if stop_token is not None:
                 nxt = nxt.masked_fill(done.unsqueeze(1), stop_token)  # finished rows are padded
@@ -177,7 +199,8 @@ def _steps(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature
             if stop_token is not None and bool(done.all()):
                 return
             if decoder is None:
-                idx = torch.cat([idx, nxt], dim=1)  # (B, T + 1)
+                grown = torch.cat([idx, nxt], dim=1)  # (B, T + 1)
+                idx = shift_context(idx, nxt, model.block_size, keep) if shifts else grown
     finally:
         model.train(was_training)
 
@@ -192,7 +215,7 @@ def generate(
     generator: torch.Generator | None = None,
     stop_token: int | None = None,
     top_p: float | None = None,
-    use_cache: bool = False,
+    use_cache: bool | None = None,
 ) -> torch.Tensor:
     """Extend idx (B, T) by up to max_new_tokens sampled tokens -> (B, T + n).
 
@@ -200,10 +223,11 @@ def generate(
     top_p (both may be combined); `generator` (seeded) makes a sample reproduce. Rows of a batch
     are independent prompts of equal length. With `stop_token`, a row that has emitted it keeps
     emitting `stop_token` (padding) and generation ends early once every row has; cut each row
-    after its first `stop_token` to get the sequences. use_cache=True (GPT only) decodes with a
-    KV cache: the same tokens within block_size, many times faster (the module docstring gives
-    the policy past block_size). Raises ValueError for temperature < 0, top_k < 1, top_p outside
-    (0, 1], a prompt longer than block_size or ids outside the vocabulary.
+    after its first `stop_token` to get the sequences. use_cache=None (the default) decodes a GPT
+    with its KV cache, other models without; use_cache=False recomputes every step: the same
+    tokens (the one policy past block_size of the module docstring), slower. Raises ValueError
+    for temperature < 0, top_k < 1, top_p outside (0, 1], a prompt longer than block_size or ids
+    outside the vocabulary.
     """
     steps = stream(model, idx, max_new_tokens, temperature, top_k, generator, stop_token, top_p, use_cache)
     return torch.cat([idx, *steps], dim=1)

@@ -23,6 +23,7 @@ from .forbid import NotAllowed, Watcher, call_watched, resolve
 from .pasteable import call_text
 
 GRADING_CHILD = False  # set by the grader's child process: check() then does nothing
+_SHOWN = 6  # forbidden names check() lists; the rest are counted
 _LIBRARY = tuple(
     {str(Path(__file__).resolve().parents[1]), sys.prefix, sys.base_prefix, sys.exec_prefix, "<frozen"}
 )
@@ -121,10 +122,13 @@ def check(exercise_id: str, fn: Callable[..., Any]) -> None:
         print("\n".join("             " + line for line in call.splitlines()))
         if status == "fail":
             print(f"         expected: {_short(case.expected, 100)}")
-    later = f"{ex.n_grading()} further cases" + (f" ({ex.describe_grading})" if ex.describe_grading else "")
+    later = f"{ex.n_drawn()} further cases" + (f" ({ex.describe_grading})" if ex.describe_grading else "")
     print(
-        f"  Only these {len(results)} public cases were run here. The grader runs {later}, "
+        f"  Only these {len(results)} public cases were run here. The grader runs them again and {later}, "
         f"worth {ex.points:g} point(s) if all pass."
     )
     if ex.forbidden:
-        print(f"  Not allowed in this exercise (the grader checks): {', '.join(ex.forbidden)}.")
+        shown, more = ", ".join(ex.forbidden[:_SHOWN]), len(ex.forbidden) - _SHOWN
+        rest = (f" and {more} more that compute the same (all of them: "
+                f"minilm.grading.sets.find_exercise({exercise_id!r}).forbidden)") if more > 0 else ""
+        print(f"  Not allowed in this exercise (the grader checks): {shown}{rest}.")

@@ -1,10 +1,12 @@
 """Values as data, and the comparison the verdict rests on.
 
 `encode` turns what an exercise returned into JSON-able data (tagged lists, tuples, dicts, tensors
-as raw bytes + dtype + shape); it refuses anything else, so an object whose `==` is always true
-cannot travel. `decode` rebuilds plain values from that data and refuses anything malformed.
-`same(expected, got)` compares two decoded values strictly (types, shapes, dtypes, then values)
-and explains the first difference. The grader runs `decode` and `same` in its own process.
+of any stride or view as raw bytes + dtype + shape, NumPy's own scalar types as plain numbers); it
+refuses anything else, so an object whose `==` is always true cannot travel. `decode` rebuilds plain
+values from that data and refuses anything malformed. `same(expected, got)` compares two decoded
+values strictly (types, shapes, dtypes, then values) and explains the first difference, except that a
+number where a float is expected is compared by value within the exercise's tolerance whatever its
+type (float, int, NumPy number, 0-d tensor). The grader runs `decode` and `same` in its own process.
 """
 
 from __future__ import annotations
@@ -30,6 +32,23 @@ def _tname(x: Any) -> str:
     return t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
+_NP_SCALARS = (np.float64, np.float32, np.float16, np.int64, np.int32, np.int16, np.int8, np.uint64,
+               np.uint32, np.uint16, np.uint8)
+
+
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy of `x` whatever its strides (expanded, transposed, a view with an offset)
+    and view bits (negated, conjugated); NotData for a layout that holds no plain values."""
+    if x.layout != torch.strided or x.is_nested or x.is_quantized or x.is_complex() or x.is_meta:
+        kind = "nested" if x.is_nested else "meta" if x.is_meta else f"{x.layout} / {x.dtype}"
+        raise NotData(f"a {kind} tensor is not supported; return an ordinary (dense, real, CPU) tensor")
+    try:
+        with torch.no_grad():
+            return x.detach().cpu().resolve_conj().resolve_neg().contiguous().clone()
+    except (RuntimeError, NotImplementedError) as e:  # a device or tensor subclass we cannot read
+        raise NotData(f"the returned tensor's values could not be read ({e}); return a plain CPU tensor") from e
+
+
 def encode(x: Any, _depth: int = 0) -> Any:
     """Plain value -> JSON-able data; raises NotData naming the offending type."""
     if _depth > MAX_DEPTH:
@@ -46,12 +65,10 @@ def encode(x: Any, _depth: int = 0) -> Any:
             "t": "dict",
             "v": [[encode(k, _depth + 1), encode(v, _depth + 1)] for k, v in x.items()],
         }
+    if t in _NP_SCALARS:  # NumPy's own number types (never a subclass): the plain number they hold
+        return encode(x.item(), _depth)
     if t is torch.Tensor:
-        if x.is_sparse or x.is_quantized or x.is_complex():
-            raise NotData(
-                f"a {x.layout} / {x.dtype} tensor is not supported; return a dense real tensor"
-            )
-        arr = x.detach().cpu().contiguous()
+        arr = _dense(x)
         dtype = str(arr.dtype).removeprefix("torch.")
         raw = arr.reshape(-1).view(torch.uint8).numpy().tobytes() if arr.numel() else b""  # shape travels apart
         return {
@@ -193,10 +210,52 @@ def _arrays_same(e: Any, g: Any, where: str, rtol: float, atol: float) -> tuple[
     bad = (~ok).nonzero()[0].tolist()
     idx = tuple(bad)
     n_bad = int((~ok).sum())
+    near = et.is_floating_point() and bool(
+        torch.isclose(gt.double(), et.double(), rtol=_NEAR, atol=atol, equal_nan=True).all()
+    )
     return False, (
         f"{where}{n_bad} of {ok.numel()} values differ; first at index {idx}: "
         f"expected {et[idx].item()!r}, got {gt[idx].item()!r}"
+        + (_last_digits(et[idx].item(), gt[idx].item(), rtol, atol) if near else "")
     )
+
+
+_NEAR = 1e-3  # a value this close to the expected one differs "only in the last digits"
+
+
+def _last_digits(e: float, g: float, rtol: float, atol: float) -> str:
+    rel = abs(g - e) / max(abs(e), 1e-300)
+    return (
+        f" (they differ only in the last digits: relative difference {rel:.1e}, more than this "
+        f"exercise allows (rtol {rtol:g}, atol {atol:g}); compute in float64 or Python floats)"
+    )
+
+
+def _is_number(x: Any) -> bool:
+    """A real number of any type: int, float, or a 0-d tensor / array of a real dtype (not bool)."""
+    if type(x) in (int, float):
+        return True
+    if isinstance(x, torch.Tensor):
+        return x.ndim == 0 and x.dtype != torch.bool and not x.is_complex()
+    return isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind in "iuf"
+
+
+def _is_float(x: Any) -> bool:
+    """A float expected as a value: a Python float or a 0-d floating tensor / array."""
+    if type(x) is float:
+        return True
+    if isinstance(x, torch.Tensor):
+        return x.ndim == 0 and x.is_floating_point()
+    return isinstance(x, np.ndarray) and x.ndim == 0 and x.dtype.kind == "f"
+
+
+def _numbers_same(e: Any, g: Any, at: str, rtol: float, atol: float) -> tuple[bool, str]:
+    """A float against any real number, by value within rtol/atol (nan equals nan)."""
+    ev, gv = float(e), float(g)
+    if math.isclose(gv, ev, rel_tol=rtol, abs_tol=atol) or (math.isnan(gv) and math.isnan(ev)):
+        return True, ""
+    near = math.isfinite(ev) and math.isclose(gv, ev, rel_tol=_NEAR, abs_tol=atol)
+    return False, f"{at}expected {_short(e)}, got {_short(g)}" + (_last_digits(ev, gv, rtol, atol) if near else "")
 
 
 def strict_key(key: Any) -> str:
@@ -216,16 +275,12 @@ def same(
     order with `ordered_keys`; floats within rtol/atol), else (False, why)."""
     at = f"at {where}: " if where else ""
     more = {"ordered_keys": ordered_keys}
+    if _is_float(expected) and _is_number(got):  # 0.6 and float32's 0.6000000238 are the same answer
+        return _numbers_same(expected, got, at, rtol, atol)
     if type(expected) is not type(got):
         return False, f"{at}expected {_describe(expected)}, got {_describe(got)}"
     if isinstance(expected, (torch.Tensor, np.ndarray)):
         return _arrays_same(expected, got, at, rtol, atol)
-    if type(expected) is float:
-        if math.isclose(got, expected, rel_tol=rtol, abs_tol=atol) or (
-            math.isnan(got) and math.isnan(expected)
-        ):
-            return True, ""
-        return False, f"{at}expected {expected!r}, got {got!r}"
     if type(expected) in (list, tuple):
         if len(expected) != len(got):
             return False, (

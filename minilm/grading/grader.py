@@ -8,7 +8,6 @@ hands back data, which is decoded and compared here. See docs/instructors.md.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import ctypes
 import datetime as dt
@@ -24,15 +23,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .authoring import find_solutions_dir, load_reference
+from .authoring import find_solutions_dir, load_reference, read_notebook
 from .checker import params_of
 from .compare import decode, encode
+from .gradebook import load_rows, merge, write_outputs
 from .isolation import PR_SET_DUMPABLE, needed_paths
+from .lms import Found, collect, parse_late_rule, stamp
 from .sandbox import LEVELS, wall_limits
 from .sets import get_set
 from .spec import ExerciseSet
-from .submission import Submission, find_submissions, read_submission
-from .verdict import GradeOptions, Row, fmt_points, safe_text, verdict, write_outputs
+from .submission import Submission, handed_out_cells, read_submission, untouched
+from .verdict import GradeOptions, Row, fmt_points, safe_text, verdict
+from .workfolder import remove_tree
 from .zygote import Zygote
 
 UID_BASE = 1_900_000_000  # child uids (as root): UID_BASE + 64 * (pid % 1000) + job slot
@@ -43,55 +45,6 @@ CONTAINER_HELP = (
     "In a container, give it what namespaces need: docker run --cap-add SYS_ADMIN --security-opt "
     "seccomp=unconfined --security-opt apparmor=unconfined ... (docs/instructors.md, section 5)"
 )
-
-
-def remove_tree(path: str | Path) -> None:
-    """Delete a work folder whatever the child left there: FIFOs, links, mode-000 folders, a tree
-    deeper than any path can name (walked with descriptors, one level at a time, never followed)."""
-    dir_flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    try:
-        fd = os.open(path, dir_flags)
-    except OSError:
-        return
-    names: list[str] = []  # the folders we are inside, below `path`
-    failed: set[tuple[int, str]] = set()
-    for _ in range(1_000_000):  # a bound, whatever is there
-        sub = None
-        try:
-            with os.scandir(fd) as it:
-                entries = list(it)
-        except OSError:
-            entries = []
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                sub = sub or (e.name if (len(names), e.name) not in failed else None)
-                continue
-            with contextlib.suppress(OSError):
-                os.unlink(e.name, dir_fd=fd)
-        if sub is not None:
-            with contextlib.suppress(OSError):
-                os.chmod(sub, 0o700, dir_fd=fd, follow_symlinks=False)
-            try:
-                child = os.open(sub, dir_flags, dir_fd=fd)
-            except OSError:
-                failed.add((len(names), sub))
-                continue
-            os.close(fd)
-            fd, names = child, [*names, sub]
-            continue
-        if not names:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
-            return
-        parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd, name = parent, names.pop()
-        try:
-            os.rmdir(name, dir_fd=fd)
-        except OSError:
-            failed.add((len(names), name))
-    os.close(fd)
 
 
 def _readable_by_others(path: str) -> bool:
@@ -127,8 +80,15 @@ class Grader:
         self.reference = load_reference(self.set.name, self.solutions)  # stays in this process
         self.params = {ex.id: params_of(self.reference[ex.id]) for ex in self.set.exercises}
         self.seed = options.seed if options.seed is not None else self._previous_seed()
+        self.late_rule = parse_late_rule(options.deadline, options.late_penalty)
+        self.previous = [] if options.fresh else load_rows(self.out, self.set.name)  # kept unless re-graded
+        self.handed_out = handed_out_cells(read_notebook(self.solutions / f"{self.set.name}.ipynb"),
+                                           self.solutions.parent / "exercises" / f"{self.set.name}.ipynb")
         self.level = "not started"
         self.error = ""
+        self.merge = None  # what the run did to the gradebook (gradebook.Merge), once written
+        self.not_graded: list[str] = []  # students a stopped run did not reach
+        self.written: dict[str, Path] = {}  # the files written (gradebook.write_outputs)
 
     def _previous_seed(self) -> int:
         manifest = self.out / "grading.json"
@@ -187,6 +147,10 @@ class Grader:
         if sub.cells is None:
             why = f"Your file is not a notebook we can read: {safe_text(sub.problem, 300)}."
             return Row(sub.student, "invalid notebook", zero, 0.0, 0.0, [why])
+        if untouched(sub, self.handed_out):
+            why = "Not attempted: the notebook holds only the code cells handed out (or none), so nothing was run."
+            return Row(sub.student, "not attempted", zero, 0.0, 0.0, [why], "",
+                       {ex.id: "not attempted" for ex in self.set.exercises})
         inputs = self._inputs(sub.student)
         expected = self._expected(inputs)
         exercises = [{"id": ex.id, "args": [encode(a) for a in inputs[ex.id]]} for ex in self.set.exercises]
@@ -206,10 +170,11 @@ class Grader:
 
     # ------------------------------------------------------------------ the batch
     def grade_folder(self, submissions_dir: str | Path, log: Any = sys.stderr) -> list[Row]:
-        """Grade every submission in `submissions_dir`; write the gradebook and feedback files
-        (always, even when the run stops: then the rest get "grader error" and the reason)."""
+        """Grade every submission in `submissions_dir` into the gradebook in --out (minilm.grading.gradebook):
+        their rows replace those students' rows of earlier runs, every other row stays. A run that stops
+        writes the rows it graded and no row for the rest: never a 0 that is not a grade."""
         self.submissions_dir = Path(submissions_dir)
-        entries = find_submissions(self.submissions_dir)
+        entries = collect(self.submissions_dir, self.set.name)
         self.out.mkdir(parents=True, exist_ok=True)
         os.chmod(self.out, 0o700)
         self.workroot = Path(tempfile.mkdtemp(prefix="minilm-grade-"))
@@ -251,17 +216,20 @@ class Grader:
             while not zygotes.empty():
                 zygotes.get()[1].close()
             remove_tree(self.workroot)
-            for i, (student, _) in enumerate(entries):
-                if i not in rows:
-                    why = f"Not graded: the grading run stopped ({self.error or 'interrupted'})."
-                    rows[i] = Row(student, "grader error", {ex.id: 0.0 for ex in self.set.exercises}, 0.0, 0.0, [why])
-            self._write([rows[i] for i in sorted(rows)])
+            self.not_graded = [f.student for i, f in enumerate(entries) if i not in rows]
+            if rows:  # a stopped run: what it graded, and nothing for the rest (they keep earlier rows)
+                self._write([rows[i] for i in sorted(rows)])
         return [rows[i] for i in sorted(rows)]
 
-    def _grade_entry(self, entry: tuple[str, Path], zygotes: queue.Queue) -> Row:
+    def _grade_entry(self, found: Found, zygotes: queue.Queue) -> Row:
+        return stamp(self._grade_found(found, zygotes), found, self.submissions_dir, self.late_rule)
+
+    def _grade_found(self, found: Found, zygotes: queue.Queue) -> Row:
+        entry = (found.student, found.path)
         slot, zygote = zygotes.get()
         try:
             sub = read_submission(*entry)
+            sub.notes[:0] = found.notes
             error: Exception | None = None
             for attempt in range(2):
                 try:
@@ -336,6 +304,17 @@ class Grader:
         return f"the grading sandbox cannot isolate submissions here. {how}"
 
     def _write(self, rows: list[Row]) -> None:
+        everyone, self.merge = merge(self.previous, rows)
+        runs = []
+        with_runs = self.out / "grading.json"
+        if self.previous and with_runs.exists():
+            try:
+                runs = list(json.loads(with_runs.read_text()).get("runs", []))
+            except (OSError, ValueError, AttributeError):
+                runs = []
+        runs.append({"graded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                     "students": [r.student for r in rows], "replaced": len(self.merge.replaced),
+                     "stopped": self.error or ("interrupted" if self.not_graded else "")})
         manifest = {
             "set": self.set.name,
             "seed": self.seed,
@@ -343,12 +322,14 @@ class Grader:
             "isolation_meaning": LEVELS.get(self.level.split(" ")[0], ""),
             "max_points": self.set.max_points,
             "options": {k: v for k, v in asdict(self.opts).items() if k != "seed"},
-            "students": len(rows),
-            "graded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "assignment": self.opts.assignment,
+            "graded_at": runs[-1]["graded_at"],
+            "runs": runs[-50:],
         }
-        if self.error:
-            manifest["error"] = self.error
-        write_outputs(self.out, self.set, rows, manifest)
+        if self.error or self.not_graded:
+            manifest["error"] = self.error or "interrupted"
+            manifest["not_graded"] = self.not_graded
+        self.written = write_outputs(self.out, self.set, everyone, manifest)
 
 
 def grade(

@@ -7,6 +7,7 @@ the reference's outputs). See docs/instructors.md, "Authoring an exercise".
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable
@@ -40,8 +41,8 @@ class Exercise:
     id: str  # the exercise id == the name of the function/class the student writes
     points: float  # points for passing every grading case (all or nothing)
     public: tuple[Case, ...]  # cases `check()` runs in the student's notebook
-    grading: Callable[[random.Random], list[tuple]]  # rng -> argument tuples drawn at grading time
-    describe_grading: str = ""  # what the grading cases cover, told to students by check()
+    draw: Callable[[random.Random], list[tuple]]  # rng -> argument tuples drawn fresh at grading time
+    describe_grading: str = ""  # what the drawn cases cover, told to students by check()
     call: Callable[..., Any] = call_function  # (student object, *args) -> value to compare
     # dotted names of callables the answer may not use while it is checked or graded: the
     # library's twin of the exercise and the PyTorch function it reimplements, e.g.
@@ -49,15 +50,32 @@ class Exercise:
     # A module stands for everything defined in it, a class for constructing it and its methods
     # (minilm.grading.forbid; docs/instructors.md, "Authoring an exercise").
     forbidden: tuple[str, ...] = ()
-    rtol: float = 1e-5  # relative tolerance for floats and floating tensors
+    rtol: float = 1e-5  # relative tolerance for floats and floating tensors (see the TOL_* below)
     atol: float = 1e-6  # absolute tolerance for floats and floating tensors
     may_modify: tuple[int, ...] = ()  # 0-based positions of arguments it may change in place
     ordered_keys: bool = False  # dicts in the result must list their keys in the reference's order
     show_call: str = ""  # how feedback writes a call, e.g. "CharTokenizer({0}).encode({1})"
 
+    def grading(self, rng: random.Random) -> list[tuple]:
+        """Every argument tuple the grader runs: the public cases' (so an answer that fails check()
+        never scores) and then the ones drawn from `rng`; the grader compares each against the
+        reference solution's output on it."""
+        return [case.args for case in self.public] + self.draw(rng)
+
+    def n_drawn(self) -> int:
+        """How many fresh cases the grader draws (the count is the same for every seed)."""
+        return len(self.draw(random.Random(0)))
+
     def n_grading(self) -> int:
-        """How many cases the grader runs (the count is the same for every seed)."""
-        return len(self.grading(random.Random(0)))
+        """How many cases the grader runs: the public ones and the drawn ones."""
+        return len(self.public) + self.n_drawn()
+
+
+# The tolerances the sets use, by what the answer is (Exercise(..., **TOL_FLOAT32_SUMS)).
+TOL_EXACT = {"rtol": 0.0, "atol": 0.0}  # reshaping, indexing, counting: no arithmetic at all
+TOL_DEFAULT = {"rtol": 1e-5, "atol": 1e-6}  # the documented default; a float32 0.6 for 0.6 passes
+TOL_FLOAT32_SUMS = {"rtol": 1e-4, "atol": 1e-5}  # float32 sums and products taken in another order
+TOL_SMALL_VALUES = {"rtol": 1e-5, "atol": 1e-9}  # floats far below 1 (learning rates, utilisation)
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,11 @@ class ExerciseSet:
         return sum(ex.points for ex in self.exercises)
 
 
+@functools.lru_cache(maxsize=4096)
+def _compiled(code: str) -> Any:
+    return compile(code, "<grading input>", "eval")
+
+
 def seeded(rng: random.Random, code: str) -> Any:
     """The tensor that the PyTorch expression `code` (e.g. "torch.randn(2, 3) * 5.0") gives right
     after torch.manual_seed(s), with s drawn from `rng`; feedback shows it as exactly that, so a
@@ -90,8 +113,13 @@ def seeded(rng: random.Random, code: str) -> Any:
     import torch
 
     seed = rng.randrange(1_000_000)
-    with _RNG_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        tensor = eval(code, {"torch": torch})
+    cpu = torch.default_generator  # what torch.manual_seed seeds for CPU tensors, without its GPU
+    with _RNG_LOCK:  # back ends (which cost 70 times as much); the global state is restored after
+        state = cpu.get_state()
+        try:
+            cpu.manual_seed(seed)
+            tensor = eval(_compiled(code), {"torch": torch})
+        finally:
+            cpu.set_state(state)
     setattr(tensor, RECIPE, (seed, code))
     return tensor

@@ -13,6 +13,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MAX_NOTEBOOK_BYTES = 20 << 20  # larger files are refused as invalid notebooks
 
@@ -41,25 +42,36 @@ class Submission:
     notes: list[str] = field(default_factory=list)  # e.g. "converted from nbformat 3"
 
 
-def find_submissions(folder: str | Path) -> list[tuple[str, Path]]:
-    """[(student, path)] for every visible entry of `folder`; a sub-folder stands for its one .ipynb.
+def find_submissions(folder: str | Path, set_name: str = "") -> list[tuple[str, Path]]:
+    """[(student, notebook)] for every student in `folder`, as minilm.grading.lms.collect finds them
+    (LMS file names, a folder per student, several notebooks: the one named like the set, else the newest).
 
-    The student id is the file name without `.ipynb`; when two entries would share an id (`a.ipynb`
-    and a folder `a`), both keep their full names, so every entry appears exactly once.
+    Outside an LMS's naming the student id is the file name without `.ipynb`; when two entries would
+    share an id (`a.ipynb` and a folder `a`), both keep their full names: every entry appears once.
     """
-    out = []  # (student, path, entry name)
-    for entry in sorted(Path(folder).iterdir()):
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            inner = sorted(entry.glob("*.ipynb"))
-            out.append((entry.name, inner[0] if len(inner) == 1 else entry, entry.name))
-        else:
-            out.append((entry.name.removesuffix(".ipynb"), entry, entry.name))
-    counts: dict[str, int] = {}
-    for student, _, _ in out:
-        counts[student] = counts.get(student, 0) + 1
-    return [(s if counts[s] == 1 else name, p) for s, p, name in out]
+    from .lms import collect
+
+    return [(f.student, f.path) for f in collect(folder, set_name)]
+
+
+def _normal(source: str) -> str:
+    return "\n".join(line.rstrip() for line in source.strip().splitlines())
+
+
+def handed_out_cells(solution_notebook: Any, exercise_notebook: str | Path | None = None) -> set[str]:
+    """The code cells a student was given (generated from the solutions notebook, and those of the
+    exercises notebook on disk if there is one), whitespace-normalised, for `untouched`."""
+    from .authoring import make_exercise_notebook, read_notebook
+
+    cells = {_normal(plain_python(c.source)) for c in make_exercise_notebook(solution_notebook).cells if c.cell_type == "code"}
+    if exercise_notebook is not None and Path(exercise_notebook).is_file():
+        cells |= {_normal(plain_python(c.source)) for c in read_notebook(exercise_notebook).cells if c.cell_type == "code"}
+    return cells
+
+
+def untouched(sub: Submission, handed_out: set[str]) -> bool:
+    """Whether the notebook holds no code of the student's: every non-empty code cell is one handed out."""
+    return sub.cells is not None and all(not c.strip() or _normal(c) in handed_out for c in sub.cells)
 
 
 def read_submission(student: str, path: Path) -> Submission:
@@ -69,7 +81,7 @@ def read_submission(student: str, path: Path) -> Submission:
     sub = Submission(student, path)
     try:
         if path.is_dir():
-            sub.problem = "a folder without exactly one .ipynb file"
+            sub.problem = "a folder with no .ipynb file in it"
             return sub
         if path.is_symlink() or not path.is_file():
             sub.problem = "not a regular file (a symbolic link or a special file)"

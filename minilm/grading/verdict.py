@@ -1,20 +1,17 @@
 """Verdicts and outputs of the batch grader: one gradebook row per submission, feedback, the gradebook.
 
 `verdict` turns what the sandboxed child returned (decoded strictly, never trusted) and the reference's
-outputs into a status, points and feedback lines a student can act on; `write_outputs` writes the
-gradebook files. Every text that came from a submission (names, messages, output) is made safe
+outputs into a status, points and feedback lines a student can act on (minilm.grading.gradebook
+writes them). Every text that came from a submission (names, messages, output) is made safe
 first: no lone surrogates or control characters, no spreadsheet formulas, no file name too long.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import re
 import signal
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .compare import NotData, decode, same
@@ -23,7 +20,8 @@ from .sandbox import wall_limits
 from .spec import ExerciseSet
 from .submission import Submission
 
-STATUSES = ("ok", "missing exercise", "crashed", "memory", "timeout", "invalid notebook", "grader error")
+STATUSES = ("ok", "missing exercise", "not attempted", "crashed", "memory", "timeout", "invalid notebook",
+            "grader error")
 _UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 MAX_CALL = 4000  # characters of a paste-able failing call shown in feedback
 
@@ -40,6 +38,10 @@ class GradeOptions:
     solutions: str | None = None  # solutions folder (default ./solutions, or the checkout's)
     allow_unsandboxed: bool = False  # grade even when namespaces are unavailable (unsafe)
     hide: list[str] = field(default_factory=list)  # more paths to hide from the child
+    fresh: bool = False  # start the gradebook in --out again (default: keep the rows of students not re-graded)
+    deadline: str | None = None  # ISO date and time; a notebook whose file time is later is late
+    late_penalty: str | None = None  # "10%" once, or "10%/day" per started day late (of the score earned)
+    assignment: str | None = None  # header of the Canvas import's grade column (default "minilm <set>")
 
 
 @dataclass
@@ -53,6 +55,13 @@ class Row:
     seconds: float  # wall time of the sandboxed run
     feedback: list[str] = field(default_factory=list)  # lines of the student's feedback file
     level: str = ""  # isolation level the child reached
+    reasons: dict[str, str] = field(default_factory=dict)  # exercise id -> why it lost its points
+    name: str = ""  # the name an LMS wrote (minilm.grading.lms); the student id otherwise
+    lms: str = ""  # "canvas", "moodle" or ""
+    lms_id: str = ""  # Canvas user id or Moodle participant id
+    file: str = ""  # the notebook graded, relative to the submissions folder
+    late: bool = False  # late by the LMS's marker or the deadline
+    penalty: float = 0.0  # points taken off for lateness (total is after it)
 
 
 def fmt_points(x: float) -> str:
@@ -110,18 +119,19 @@ def _case_line(ex: Any, i: int, why: str, case: dict, args: tuple, params: list[
     return line
 
 
-def _exercise_lines(ex: Any, got: Any, expected: list, inputs: list, params: list[str]) -> tuple[list, float, set, bool]:
-    """Feedback lines, points, kinds of failures seen, missing? for one exercise."""
+def _exercise_lines(ex: Any, got: Any, expected: list, inputs: list, params: list[str]) -> tuple[list, float, set, str]:
+    """Feedback lines, points, kinds of failures seen, and the short reason it lost points ("" if
+    none; "missing" when the exercise was not defined) for one exercise."""
     kinds: set = set()
     if not isinstance(got, dict):
-        return [f"{ex.id}: 0/{fmt_points(ex.points)} - not graded (the run ended before this exercise)."], 0.0, kinds, False
+        return [f"{ex.id}: 0/{fmt_points(ex.points)} - not graded (the run ended before this exercise)."], 0.0, kinds, "not graded"
     if got.get("missing") is True:
         return [
             (f"{ex.id}: 0/{fmt_points(ex.points)} - missing: no function or class named {ex.id} "
             "was defined (renamed or deleted cell?).")
-        ], 0.0, kinds, True
+        ], 0.0, kinds, "missing"
     cases = got.get("cases") if isinstance(got.get("cases"), list) else []
-    n, passed, first = len(expected), 0, ""
+    n, passed, first, reason = len(expected), 0, "", ""
     for i, want in enumerate(expected):
         case = cases[i] if i < len(cases) and isinstance(cases[i], dict) else {"kind": "error", "error": "no result"}
         if "value" in case:
@@ -139,10 +149,12 @@ def _exercise_lines(ex: Any, got: Any, expected: list, inputs: list, params: lis
                 why = _limit_text(case.get("limit"), "this exercise's cases together")
         passed += ok
         if not ok and not first:
-            first = _case_line(ex, i, why, case, inputs[i], params)
+            first, reason = _case_line(ex, i, why, case, inputs[i], params), safe_text(why, 200)
     points = float(ex.points) if passed == n else 0.0
     line = f"{ex.id}: {fmt_points(points)}/{fmt_points(ex.points)} - {passed} of {n} grading cases passed"
-    return [line + (f"; {first}" if first else ".")], points, kinds, False
+    if cases and all(isinstance(c, dict) and c.get("kind") == "todo" for c in cases):
+        reason = "not attempted"
+    return [line + (f"; {first}" if first else ".")], points, kinds, reason
 
 
 def _limit_text(limit: Any, what: str) -> str:
@@ -183,15 +195,15 @@ def verdict(
     cells = results.get("cells") if isinstance(results.get("cells"), list) else []
     kinds = {c.get("kind") for c in cells if isinstance(c, dict) and isinstance(c.get("kind"), str)}
     exercises = results.get("exercises") if isinstance(results.get("exercises"), dict) else {}
-    missing = False
+    reasons = {}
     for ex in ex_set.exercises:
-        lines, pts, ex_kinds, ex_missing = _exercise_lines(
+        lines, pts, ex_kinds, reasons[ex.id] = _exercise_lines(
             ex, exercises.get(ex.id), expected[ex.id], inputs[ex.id], (params or {}).get(ex.id, [])
         )
         fb += lines
         points[ex.id] = pts
         kinds |= ex_kinds
-        missing |= ex_missing
+    missing = "missing" in reasons.values()
     fb += _cell_lines(cells, sub, opts)
     output = results.get("output_chars")
     if type(output) is int and output > 0:
@@ -221,6 +233,9 @@ def verdict(
         fb.insert(0, "Your notebook stopped the grading process before it finished (" + _exit_text(exit_code)
                   + (f"; {why}" if why else "") + "): exercises after that point got 0. Look for os._exit, "
                   "sys.exit, os.kill or code that crashes Python in a cell.")
+    elif all(r == "not attempted" for r in reasons.values()):
+        status = "not attempted"
+        fb.insert(0, "Not attempted: every exercise still raises NotImplementedError, as handed out.")
     elif missing:
         status = "missing exercise"
     else:
@@ -228,7 +243,8 @@ def verdict(
     if "threads" in kinds:
         fb.append("Your code could not start a thread or process: the grader allows a few hundred per "
                   "notebook and counts each thread's memory; use fewer workers.")
-    return Row(sub.student, status, points, sum(points.values()), seconds, fb, str(reply.get("level") or ""))
+    return Row(sub.student, status, points, sum(points.values()), seconds, fb, str(reply.get("level") or ""),
+               {k: v for k, v in reasons.items() if v})
 
 
 def _cell_lines(cells: list, sub: Submission, opts: GradeOptions) -> list[str]:
@@ -245,28 +261,3 @@ def _cell_lines(cells: list, sub: Submission, opts: GradeOptions) -> list[str]:
             "itself, but what the cell should have defined is then missing."
         )
     return out
-
-
-def write_outputs(out: Path, ex_set: ExerciseSet, rows: list[Row], manifest: dict) -> None:
-    """Write gradebook.csv, feedback/<student>.txt and grading.json into `out` (never fails on a row)."""
-    ids = [ex.id for ex in ex_set.exercises]
-    names = feedback_names([r.student for r in rows])
-    fb_dir = out / "feedback"
-    fb_dir.mkdir(exist_ok=True)
-    with open(out / "gradebook.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["student", "status", *ids, "total", "seconds", "feedback"])
-        for r in sorted(rows, key=lambda r: safe_text(r.student)):
-            w.writerow([csv_cell(r.student), r.status, *(fmt_points(r.points.get(i, 0.0)) for i in ids),
-                        fmt_points(r.total), f"{r.seconds:.2f}", csv_cell(names[r.student])])
-    for r in rows:
-        head = [
-            f"Set {ex_set.name}, student {safe_text(r.student, 300)}",
-            f"Status: {r.status}",
-            f"Score: {fmt_points(r.total)} / {fmt_points(ex_set.max_points)}",
-            "",
-        ]
-        text = "\n".join(safe_text(line) for line in head + r.feedback) + "\n"
-        (fb_dir / names[r.student]).write_text(text, encoding="utf-8")
-    manifest = {**manifest, "counts": {s: sum(r.status == s for r in rows) for s in STATUSES}}
-    (out / "grading.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

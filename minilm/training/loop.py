@@ -41,7 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..models.base import check_choices
-from ..runtime import autocast, grad_scaler
+from ..runtime import autocast, configure_threads, grad_scaler
 from .checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -209,6 +209,15 @@ class _Interrupt:
                           else signal.default_int_handler)
 
 
+def _saved_config(saved: dict, config):
+    """The saved config dict as `config`'s class (fields added since it was saved take their defaults, so a
+    checkpoint from before a new option still resumes); the dict itself when it does not fit the class."""
+    try:
+        return type(config)(**saved)
+    except (TypeError, ValueError):
+        return saved
+
+
 def check_resumable(ckpt: dict, cfg: TrainConfig, model: nn.Module) -> None:
     """Raise ValueError when checkpoint `ckpt` was trained with other RESUME_FIELDS or another model config."""
     def plain(v):  # a tuple may come back from a checkpoint as a list
@@ -218,7 +227,7 @@ def check_resumable(ckpt: dict, cfg: TrainConfig, model: nn.Module) -> None:
     diff = [f"{k}: {saved[k]!r} there, {now[k]!r} here" for k in RESUME_FIELDS
             if k in saved and plain(saved[k]) != plain(now[k])]
     config = getattr(unwrap(model), "config", None)
-    if ckpt.get("config") is not None and config is not None and ckpt["config"] != asdict(config):
+    if ckpt.get("config") is not None and config is not None and _saved_config(ckpt["config"], config) != config:
         diff.append(f"model config: {ckpt['config']} there, {asdict(config)} here")
     if diff:
         raise ValueError(
@@ -243,6 +252,7 @@ def train(
     `strategy` (default: one process) is `minilm.training.distributed.DDPStrategy` under torchrun, `model` then
     a DistributedDataParallel: rank 0 alone writes, evaluations are averaged over the processes."""
     strategy = strategy or SingleProcess()
+    configure_threads()  # once per process, before any training: threads for the cores that are free
     device = torch.device(device)
     model.to(device)
     model.train()
@@ -258,7 +268,7 @@ def train(
         step = restore_checkpoint(ckpt, model, optimizer, generator=generator, scaler=scaler)
         history = History.from_dict(ckpt["history"])
         elapsed = (ckpt.get("extra") or {}).get("train_seconds", 0.0)
-        if strategy.is_main:
+        if strategy.is_main and cfg.progress:
             print(f"resumed {ckpt_file} at step {step}")
     strategy.resumed(ckpt)
     if step >= cfg.max_steps:  # the run had already finished
@@ -333,7 +343,9 @@ def train(
                 n_pending = 0
                 save(step)
             if stop:
-                raise KeyboardInterrupt(f"stopped at step {step}; the checkpoint {ckpt_file} holds it: "
-                                        "run the cell again (resume=True) to continue")
+                stopped = KeyboardInterrupt(f"stopped at step {step}; the checkpoint {ckpt_file} holds it: "
+                                            "run the cell again (resume=True) to continue")
+                stopped.step, stopped.checkpoint = step, ckpt_file  # a command says its own advice with these
+                raise stopped
     save(cfg.max_steps)
     return history

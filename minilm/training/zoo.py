@@ -153,6 +153,10 @@ def load_model(
     tokenizer.json beside the model file. Notebook 05 (and any notebook, for a pretrain run)."""
     path = Path(path).expanduser()
     file = path / "model.pt" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} does not exist: `minilm pretrain --out {file.parent}` writes model.pt "
+                                "when the run finishes (an interrupted run has only checkpoints/: run the "
+                                "same command again to finish it)")
     device = torch.device(device) if device is not None else get_device()
     ckpt = load_checkpoint(file, map_location=device)
     model = model_from_checkpoint(ckpt, GPT, GPTConfig)
@@ -246,7 +250,7 @@ def train_stages(
     device = torch.device(device) if device is not None else get_device(verbose=False)
     out: list[tuple[GPT, History]] = []
     prev_ckpt: Path | None = None
-    for steps in stages:
+    for i, steps in enumerate(stages):
         r = _stage_recipe(recipe, steps, stages[-1])
         key = recipe_key(name, r, tok, {**(extra or {}), "seed": seed})
         path = cache_root() / "models" / f"{name}-{preset_name}-{key}.pt"
@@ -258,6 +262,9 @@ def train_stages(
             if prev_ckpt is not None and not run_ckpt.exists():
                 run_ckpt.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(prev_ckpt, run_ckpt)  # continue the previous stage's run
+                if progress:  # the loop's "resumed ... at step N" below is this run's previous stage
+                    print(f"{name} (seed {seed}): stage {i + 1} of {len(stages)} trains on from the step-"
+                          f"{stages[i - 1]} snapshot just saved to step {steps} (the same run, not an earlier one)")
             model, history = train_gpt(r, train_data, val_data, device, progress=progress, run_name=run, seed=seed)
             save_checkpoint(path, model, None, history.steps[-1], train_config=r.train, history=history,
                             extra={"dataset": name, "preset": preset_name, **(extra or {})})
