@@ -5,9 +5,13 @@
     python benchmarks/finetune_sweep.py --vocab 1024 --steps 1500 head:last:3e-3:1600 scratch:last:1e-3:1600
     python benchmarks/finetune_sweep.py --bag-of-words        # the classic baseline, on val
     python benchmarks/finetune_sweep.py --seeds 2 --dropout 0.3 full:last:1e-3:1600 full:max:1e-3:1600
+    python benchmarks/finetune_sweep.py --steps 3000 --seeds 3 scratch:last:1e-3:312:1000 full:last:1e-3:312:1000
 
-Pretrains (or loads from the cache) a review GPT of the given shape on the train split's text, like
-`minilm.finetune.review_gpt`, then runs one fine-tune per RUN and prints its val accuracy. A RUN is
+Pretrains (or loads from the cache) a review GPT of the given shape on the unlabelled review text (the train
+snippets and `--reviews` full movie reviews), like `minilm.finetune.review_gpt`, then runs one fine-tune per
+RUN and prints its val accuracy. Seed s changes the labelled subsample, the initial weights of the
+from-scratch twin and the batch order, as in benchmarks/finetune.py; when the RUNs hold a `scratch` and a
+`full` run of the same shape, their paired val gap over the seeds is printed with its 95 % interval. A RUN is
 MODE:POOLING:LR:STEPS[:LABELS[:RANK[:PATTERN]]]: MODE scratch | full | head | lora | full-wte (full with
 the token embedding frozen) | lora+wte (LoRA with the embedding's weights trained too); LABELS 0 = all.
 The figures in the comments of minilm/recipes.py (FINETUNE, REVIEW_GPT) were measured with this script
@@ -43,7 +47,7 @@ def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: i
     rank = int(parts[5]) if len(parts) > 5 else 4
     pattern = parts[6] if len(parts) > 6 else ft.finetune_recipe("cpu").lora_pattern
     base = re.split(r"[+-]", mode)[0]
-    body = ft.fresh_twin(gpt)
+    body = ft.fresh_twin(gpt, seed=1337 + seed)
     if base != "scratch":
         body.load_state_dict(state)
     clf = ft.GPTClassifier(body, 2, pooling=pooling)
@@ -60,7 +64,7 @@ def run(gpt, tok, state: dict, split: dict, data: dict, spec: str, batch_size: i
     trainable, total = ft.count_parameters(clf)
     run_data = dict(data)
     if labels:
-        part = ft.subsample(split["train"], labels, seed=0)
+        part = ft.subsample(split["train"], labels, seed=seed)
         run_data["train"] = (ft.encode_for(gpt, tok, part.texts), torch.tensor(part.labels))
     cfg = replace(ft.finetune_config("cpu", len(run_data["train"][1]), "full", max_steps=steps),
                   learning_rate=lr, min_lr=lr / 10)  # the recipe's schedule, at this run's lr
@@ -110,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     cpu = ft.review_recipe("cpu")
     parser.add_argument("--vocab", type=int, default=cpu.bpe_vocab, help=f"BPE vocabulary ({cpu.bpe_vocab})")
     parser.add_argument("--steps", type=int, default=cpu.steps, help=f"pretraining steps ({cpu.steps})")
+    parser.add_argument("--lr", type=float, default=cpu.learning_rate, help=f"pretraining lr ({cpu.learning_rate})")
+    parser.add_argument("--reviews", type=int, default=cpu.reviews,
+                        help="full movie reviews in the pretraining text (default: the cpu recipe's; 0: none)")
     parser.add_argument("--n-layer", type=int, default=cpu.n_layer)
     parser.add_argument("--n-embd", type=int, default=cpu.n_embd)
     parser.add_argument("--seeds", type=int, default=1,
@@ -120,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     minilm.recipes.REVIEW_GPT["sweep"] = dict(
         minilm.recipes.REVIEW_GPT["cpu"], bpe_vocab=args.vocab, n_layer=args.n_layer, n_embd=args.n_embd,
-        steps=args.steps)
+        steps=args.steps, learning_rate=args.lr, reviews=args.reviews)
     split = {k: v for k, v in ft.rt_polarity_split().items() if k != "test"}  # never read here
     if args.train_texts:
         split = {k: ft.subsample(v, min(args.train_texts, len(v)), seed=1) for k, v in split.items()}
@@ -131,13 +138,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.perf_counter()
     gpt, tok, history = ft.review_gpt("sweep", "cpu", split=split, progress=False)
-    print(f"review GPT: BPE {tok.vocab_size}, {args.steps} steps, {gpt.num_params():,} parameters, "
+    print(f"review GPT: BPE {tok.vocab_size}, {args.steps} steps at lr {args.lr}, reviews {args.reviews}, "
+          f"{gpt.num_params():,} parameters, "
           f"LM val loss {history.val_loss[-1]:.3f} ({time.perf_counter() - t0:.0f} s)", flush=True)
     state = {k: v.clone() for k, v in gpt.state_dict().items()}
     data = ft.split_tensors(split, lambda texts: ft.encode_for(gpt, tok, texts))
     batch_size = ft.finetune_recipe("cpu").batch_size
+    vals_of: dict[str, list[float]] = {}
     for spec in args.runs:
-        vals = []
+        vals = vals_of[spec] = []
         for seed in range(args.seeds):
             val, line = run(gpt, tok, state, split, data, spec, batch_size, seed, args.dropout, args.weight_decay)
             vals.append(val)
@@ -145,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds > 1:
             print(f"  {spec}: mean val {statistics.mean(vals):.3f} over {len(vals)} seeds "
                   f"(sd {statistics.stdev(vals):.3f})", flush=True)
+    for spec, vals in vals_of.items():  # the paired gap: full against scratch of the same shape, seed by seed
+        twin = "scratch:" + spec.split(":", 1)[1]
+        if spec.startswith("full:") and twin in vals_of and len(vals_of[twin]) > 1:
+            g = ft.paired_gap(vals, vals_of[twin])
+            print(f"  paired val gap {spec} - {twin}: {g['mean']:+.3f}, 95 % interval [{g['lo']:+.3f}, "
+                  f"{g['hi']:+.3f}] over {g['n']} seeds: {g['verdict']}", flush=True)
     return 0
 
 

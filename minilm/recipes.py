@@ -11,6 +11,7 @@ recipe turns its row into its own typed dataclass:
 | `REVIEW_GPT`      | `minilm.finetune.review_gpt.review_recipe`     | 07 |
 | `FINETUNE`        | `minilm.finetune.review_gpt.finetune_recipe`   | 07 |
 | `BIAS_EXPERIMENT` | `minilm.bias.experiment.experiment_config`     | 08 |
+| `ALIGN`           | `minilm.align.pipeline.recipe_for`             | 09 |
 
 Every value was chosen on a validation split (the comments say how), never on a test split. A notebook's
 own small knobs (how many samples to print, how many timing repeats) stay in the notebook as
@@ -49,10 +50,11 @@ GPT: dict[str, dict[str, Any]] = {
 }
 
 # ------------------------------------------------------------------- REVIEW_GPT (GPT-1's pretraining, 07)
-# A BPE tokenizer and a GPT pretrained on unlabelled review text (never val or test sentences).
+# A BPE tokenizer and a GPT pretrained on unlabelled review text (never val or test sentences): the train
+# snippets plus `reviews` full movie reviews (movie_reviews.zip; None: all 2,000, about 1.5M words).
 REVIEW_GPT: dict[str, dict[str, Any]] = {
     "smoke": dict(bpe_vocab=300, n_layer=1, n_head=2, n_embd=32, block_size=32, dropout=0.0, batch_size=8,
-                  steps=20, learning_rate=3e-3),
+                  steps=20, learning_rate=3e-3, reviews=10),
     # cpu, the vocabulary chosen on val (full fine-tune, every label, 1,600 steps at lr 1e-3): BPE 1,024
     # 0.688 (last-token pooling) / 0.693 (mean); 4,096 0.735 / 0.733; 8,192 0.739 (pretraining 1.8x longer).
     # With 1,024 tokens most words are cut into pieces; with 4,096 most of a review's words are one token,
@@ -60,13 +62,21 @@ REVIEW_GPT: dict[str, dict[str, Any]] = {
     # `benchmarks/finetune_sweep.py --bag-of-words`).
     "cpu": dict(bpe_vocab=4096, n_layer=3, n_head=4, n_embd=128, block_size=64, dropout=0.1, batch_size=16,
                 steps=1500, learning_rate=3e-3),
+    # Issue 20 added the 2,000 movie reviews (`reviews`: None = all). Vocabulary, 1,500 steps and lr 3e-3 were
+    # carried over (a 3,000-step candidate was started and stopped: the shared machine could not finish it in
+    # the session). Val only (`finetune_sweep.py --seeds 3 scratch:last:1e-3:312:1000 full:last:1e-3:312:1000`,
+    # seed = subsample + init + batch order): LM val loss 4.996 after 1,500 steps (under one pass over the
+    # 2.35M tokens); at 1,000 labels pretrained 0.636 vs from scratch 0.631, paired gap +0.005, 95 % interval
+    # [-0.036, +0.045]: no difference measured. Pretraining took 851 s on the busy machine (load 8-17).
     # gpu: the cpu vocabulary carried over, not measured on val
     "gpu": dict(bpe_vocab=4096, n_layer=6, n_head=6, n_embd=384, block_size=64, dropout=0.2, batch_size=64,
                 steps=4000, learning_rate=1e-3),
 }
 
 # ------------------------------------------------------------------------ FINETUNE (07: steps and rates)
-# steps = epochs * labels / batch_size, within [min_steps, max_steps]; lr: the peak rate of each mode
+# steps = epochs * labels / batch_size, within [min_steps, max_steps]; lr: the peak rate of each mode.
+# The cpu comments below were measured (val only) when the review GPT was pretrained on the train snippets
+# alone; with the movie reviews added (issue 20) the same settings were kept (see REVIEW_GPT's comment).
 _LR_SMOKE = {"scratch": 1e-3, "full": 5e-4, "head": 3e-3, "lora": 3e-3, "encoder": 1e-3, "probe": 1e-2}
 FINETUNE: dict[str, dict[str, Any]] = {
     "smoke": dict(batch_size=8, epochs=1.0, min_steps=4, max_steps=8, lr=_LR_SMOKE,
@@ -97,19 +107,60 @@ FINETUNE: dict[str, dict[str, Any]] = {
 
 # ------------------------------------------------------------ BIAS_EXPERIMENT (08: the controlled skew)
 # base_chars: tinyshakespeare characters in the corpus; per_occupation: injected sentences per occupation;
-# canary_insertions: one canary per entry (0 = a control never inserted); stages: steps at which the run
-# is stopped, cached and measured; n_random: random candidates a canary is ranked among
+# canary_insertions: one canary per entry (0 = a control never inserted); stages: steps at which the skewed
+# arm is stopped, cached and measured (the last: the skewed and even arms' steps; the augmented arm trains
+# proportionally longer, for equal exposure); n_random: random candidates a canary is ranked among; seeds:
+# one run per seed and arm (3 arms). cpu: 1,000 steps and 60 sentences per occupation keep the 9 runs at a
+# few minutes (2,000 steps and 150 sentences, the earlier setting, would double that); in a first run with one
+# seed, the skewed arm's gap (0.31 nats) stood above the even control's (0.13) and the augmented arm's (0.09).
 BIAS_EXPERIMENT: dict[str, dict[str, Any]] = {
     "smoke": dict(base_chars=4_000, per_occupation=6, canary_insertions=(0, 1, 4), stages=(10, 20), n_random=49,
-                  probe_lines=40),
-    "cpu": dict(base_chars=30_000, per_occupation=150, canary_insertions=(0, 1, 4, 16, 64),
-                stages=(500, 1000, 1500, 2000), n_random=999),
+                  probe_lines=40, seeds=(1337, 1338)),
+    "cpu": dict(base_chars=30_000, per_occupation=60, canary_insertions=(0, 1, 4, 16, 64),
+                stages=(250, 500, 750, 1000), n_random=999, seeds=(1337, 1338, 1339)),
     "gpu": dict(base_chars=100_000, per_occupation=400, canary_insertions=(0, 1, 4, 16, 64, 256),
-                stages=(750, 1500, 2250, 3000), n_random=9999),
+                stages=(750, 1500, 2250, 3000), n_random=9999, seeds=(1337, 1338, 1339)),
+}
+
+# ------------------------------------------------------------------ ALIGN (the assistant chain, 09)
+# The acrostic task on the Tang GPT (minilm.align.pipeline): instructions (n_train from the pretraining
+# text, n_val / n_test from poems pretraining never saw), SFT (a TrainConfig's fields, sft_batch
+# conversations a step), DPO (pairs from dpo_samples answers to each of dpo_prompts training prompts) and
+# GRPO (rl_prompts x rl_group answers a step, KL coefficient rl_kl to the SFT model). The cpu values were
+# chosen on the 200 validation instructions (greedy pass rate; `python benchmarks/align.py --sweep sft|dpo|rl`),
+# on a machine at load 10-19 on 2 cores, so the sweeps were cut short (issue 24's report):
+#   SFT 600 steps, lr 1e-3: 31.0 % (plain-text loss 5.16 -> 6.10); 1,500 steps not finished under that load.
+#   DPO, rejected = the worst of 4 answers at temperature 1: lr 2e-5 28.0 %, lr 1e-4 22.0 % (validation margin
+#   below 0): hence near-miss rejected answers, 8 at temperature 0.7; with them, 100 steps (beta 0.1 / 0.5):
+#   lr 1e-5 26.0 / 35.5 %, lr 3e-5 0.0 / 26.5 %, lr 1e-4 0.0 / 4.5 % (a higher lr collapses the model while
+#   the preference accuracy stays 74-78 %); + the SFT loss on the chosen answers (dpo_nll 1, beta 0.1):
+#   lr 3e-5 32.5 %, lr 1e-4 29.5 %. Chosen: lr 1e-5, beta 0.5.
+#   GRPO, 40 steps from that SFT model: lr 1e-4, 4 x 8, T 1: 17.5 %; lr 2e-5, 8 x 8, T 1: 28.5 %;
+#   lr 3e-5, 8 x 8, T 0.7: 32.5 % (the recipe, 60 steps).
+# gpu: not tuned yet (no GPU was lent to issue 24's session): the cpu choices on a larger model and budget.
+ALIGN: dict[str, dict[str, Any]] = {
+    "smoke": dict(n_train=256, n_val=8, n_test=8,
+                  sft=dict(max_steps=20, learning_rate=1e-3, min_lr=1e-4, warmup_steps=1, eval_interval=10,
+                           eval_iters=2, weight_decay=0.0, checkpoint_interval=0), sft_batch=8,
+                  dpo_prompts=16, dpo_samples=4, dpo_temperature=0.7,
+                  dpo_steps=4, dpo_lr=1e-4, dpo_beta=0.1, dpo_batch=4, dpo_nll=0.0,
+                  rl_steps=2, rl_lr=1e-5, rl_prompts=2, rl_group=4, rl_kl=0.05, rl_temperature=1.0),
+    "cpu": dict(n_train=8000, n_val=200, n_test=300,
+                sft=dict(max_steps=600, learning_rate=1e-3, min_lr=1e-4, warmup_steps=30, eval_interval=100,
+                         eval_iters=10, weight_decay=0.0, checkpoint_interval=0), sft_batch=32,
+                dpo_prompts=300, dpo_samples=8, dpo_temperature=0.7,
+                dpo_steps=100, dpo_lr=1e-5, dpo_beta=0.5, dpo_batch=16, dpo_nll=0.0,
+                rl_steps=60, rl_lr=3e-5, rl_prompts=8, rl_group=8, rl_kl=0.05, rl_temperature=0.7),
+    "gpu": dict(n_train=14000, n_val=300, n_test=500,
+                sft=dict(max_steps=3000, learning_rate=5e-4, min_lr=5e-5, warmup_steps=150, eval_interval=500,
+                         eval_iters=20, weight_decay=0.0, checkpoint_interval=0), sft_batch=64,
+                dpo_prompts=1000, dpo_samples=8, dpo_temperature=0.7,
+                dpo_steps=200, dpo_lr=1e-5, dpo_beta=0.5, dpo_batch=32, dpo_nll=0.0,
+                rl_steps=150, rl_lr=3e-5, rl_prompts=16, rl_group=8, rl_kl=0.05, rl_temperature=0.7),
 }
 
 TABLES: dict[str, dict[str, dict[str, Any]]] = {
-    "GPT": GPT, "REVIEW_GPT": REVIEW_GPT, "FINETUNE": FINETUNE, "BIAS_EXPERIMENT": BIAS_EXPERIMENT,
+    "GPT": GPT, "REVIEW_GPT": REVIEW_GPT, "FINETUNE": FINETUNE, "BIAS_EXPERIMENT": BIAS_EXPERIMENT, "ALIGN": ALIGN,
 }
 
 

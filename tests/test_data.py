@@ -27,6 +27,7 @@ COURSE_DATASETS = [
     "names",
     "tang",
     "rt-polarity",
+    "movie_reviews",
     "crows-pairs",
     "winobias",
     "weat",
@@ -193,6 +194,21 @@ def test_corpus_facts_from_the_mirror(real_mirror, monkeypatch):
     assert len(names.split("\n")) == 32_033 and set(names) == set("abcdefghijklmnopqrstuvwxyz\n")
     tang = data.load_text("tang")
     assert len(tang) == 786_956 and len(set(tang)) == 5_928
+
+
+def test_movie_reviews_facts_from_the_mirror(real_mirror, monkeypatch):
+    # The mirror README's facts about movie_reviews.zip: 2,004 members, 1,000 + 1,000 reviews, 64,720 lines.
+    import zipfile
+
+    monkeypatch.setenv(data.MIRROR_VAR, str(real_mirror))
+    path = data.path("movie_reviews")
+    assert path == real_mirror / "sentiment/movie_reviews.zip"
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+        reviews = [i.filename for i in infos if i.filename.endswith(".txt")]
+        assert len(infos) == 2004 and sum(i.file_size for i in infos) == 7_790_571
+        assert sum("/pos/" in n for n in reviews) == 1000 and sum("/neg/" in n for n in reviews) == 1000
+        assert sum(z.read(n).decode("utf-8").count("\n") for n in reviews) == 64_720
 
 
 def test_path_picks_one_file(real_mirror, monkeypatch):

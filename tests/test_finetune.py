@@ -214,7 +214,7 @@ def _benchmark(name: str):
 
 
 def test_the_benchmark_gap_is_the_mean_of_paired_seeds():
-    """benchmarks/finetune.py judges 'ahead at 1,000 labels' on the seeds' mean paired gap, not one run."""
+    """benchmarks/finetune.py judges 'ahead at 1,000 labels' on the paired gap's 95 % interval over seeds."""
     bench = _benchmark("finetune")
 
     def run(test, val):
@@ -227,6 +227,10 @@ def test_the_benchmark_gap_is_the_mean_of_paired_seeds():
     assert abs(row["mean"]["gap_test"] - 0.03) < 1e-9 and abs(row["mean"]["pretrained_val"] - 0.646667) < 1e-6
     assert abs(row["gap_sd"] - 0.0435889894) < 1e-6
     assert bench._gap_row(pairs[:1])["gap_sd"] is None
+    t = row["interval"]["test"]  # mean 0.03, sd 0.0436 over 3 seeds: t(0.975, 2) = 4.303 -> +-0.108
+    assert abs(t["lo"] - (0.03 - 4.303 * 0.0435889894 / 3 ** 0.5)) < 1e-6 and t["verdict"] == "no difference measured"
+    ahead = [(run(0.60, 0.6), run(0.65, 0.6)), (run(0.61, 0.6), run(0.65, 0.6)), (run(0.60, 0.6), run(0.66, 0.6))]
+    assert bench._gap_row(ahead)["interval"]["test"]["verdict"] == "ahead"
 
 
 def test_the_recipe_sweep_runs_and_reads_no_test_text(tmp_path, monkeypatch):
@@ -247,7 +251,7 @@ def test_the_recipe_sweep_runs_and_reads_no_test_text(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep.ft, "encode_for", lambda m, t, texts: encoded.append(list(texts)) or real_encode(m, t, texts))
     lines = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: lines.append(" ".join(map(str, a))))
-    assert sweep.main(["--bag-of-words", "--vocab", "300", "--steps", "3", "--n-layer", "1", "--n-embd", "32", "--train-texts", "48",
+    assert sweep.main(["--bag-of-words", "--vocab", "300", "--steps", "3", "--reviews", "3", "--n-layer", "1", "--n-embd", "32", "--train-texts", "48",
                        "full:last:1e-3:2", "head:mean:3e-3:2", "lora:last:1e-3:2:16:2", "full-wte:last:1e-3:2",
                        "lora+wte:last:1e-3:2:0:2:c_attn"]) == 0
     runs = [line for line in lines if line.startswith("  ") and ": val " in line]
@@ -255,3 +259,101 @@ def test_the_recipe_sweep_runs_and_reads_no_test_text(tmp_path, monkeypatch):
     assert any(line.startswith("bag of words") for line in lines), lines
     test_texts = set(seen[0])
     assert not any(test_texts & set(texts) for texts in encoded), "the sweep encoded test texts"
+
+
+class _TwoLayers(torch.nn.Module):
+    """x (B, 3) -> relu(x @ W.T) (B, 5); loss = the sum of squares: autograd saves x, W.T and the relu's output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 5, bias=False)
+
+    def forward(self, x, y=None):
+        h = self.lin(x).relu()  # mm saves x and W.T (a view of the weight); relu saves its output
+        return h, (h * h).sum()  # mul saves h twice: one storage
+
+
+def test_activation_bytes_is_a_hand_count_and_leaves_the_weights_out():
+    model, B = _TwoLayers(), 4
+    x, y = torch.randn(B, 3), torch.zeros(B, dtype=torch.long)
+    by_hand = B * 3 * 4 + B * 5 * 4  # the input x and the relu's output, float32; the weight is not an activation
+    assert ft.activation_bytes(model, x, y) == by_hand == 128
+    weights = 3 * 5 * 4
+    total = ft.training_memory_bytes(model, lambda split: (x, y), "cpu")
+    assert total == weights + 3 * weights + by_hand  # weights + gradients + AdamW's two states + activations
+    for p in model.parameters():  # frozen: no gradient nor optimizer state; x is no longer saved by mm either
+        p.requires_grad_(False)
+    x.requires_grad_(True)
+    assert ft.training_memory_bytes(model, lambda split: (x, y), "cpu") == weights + B * 5 * 4
+
+
+def test_activation_bytes_of_a_gpt_counts_no_parameter():
+    torch.manual_seed(0)
+    gpt = tiny()
+    clf = ft.GPTClassifier(gpt, 2)
+    x, y = torch.randint(0, 40, (2, 12)), torch.tensor([0, 1])
+    acts = ft.activation_bytes(clf, x, y)
+    seen_params = []  # the storages autograd saves that are parameters: left out of the count
+    ptrs = {p.untyped_storage().data_ptr() for p in clf.parameters()}
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() in ptrs:
+            seen_params.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        clf(x, y)
+    assert seen_params, "autograd saves weights (the case the count must leave out)"
+    saved_weights = sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in seen_params}.values())
+    assert 0 < acts and saved_weights > acts / 4  # the weights saved are no small share: counting them would show
+    bigger = ft.activation_bytes(clf, torch.randint(0, 40, (4, 12)), torch.tensor([0, 1, 0, 1]))
+    assert 1.8 * acts < bigger < 2.2 * acts  # activations grow with the batch; weights would not
+
+
+def test_paired_gap_interval_matches_scipy():
+    a, b = [0.70, 0.72, 0.69, 0.71, 0.74], [0.68, 0.70, 0.70, 0.69, 0.70]
+    g = ft.paired_gap(a, b)
+    gaps = [x - y for x, y in zip(a, b)]
+    assert g["n"] == 5 and abs(g["mean"] - 0.018) < 1e-12
+    stats = pytest.importorskip("scipy.stats")
+    lo, hi = stats.t.interval(0.95, 4, loc=sum(gaps) / 5, scale=stats.sem(gaps))
+    assert abs(g["lo"] - lo) < 1e-4 and abs(g["hi"] - hi) < 1e-4
+    assert g["verdict"] == ("ahead" if lo > 0 else "no difference measured")
+    assert ft.paired_gap([0.8, 0.81, 0.79], [0.7, 0.7, 0.71])["verdict"] == "ahead"
+    assert ft.paired_gap([0.6, 0.61, 0.59], [0.7, 0.7, 0.71])["verdict"] == "behind"
+    assert ft.paired_gap([0.7], [0.6])["verdict"] == "no difference measured"  # one seed: no interval
+    with pytest.raises(ValueError, match="same number"):
+        ft.paired_gap([0.7, 0.7], [0.6])
+
+
+def test_pretraining_text_holds_no_val_or_test_sentence(split):
+    text, counts = ft.pretraining_text(split)
+    assert counts["reviews"] == 2000 and counts["review_lines"] == 64_720  # the mirror README's facts
+    assert counts["dropped_identical"] == 7  # "7 identical lines of 64,720" (mirror README)
+    lines = text.split("\n")
+    held_out = set(split["val"].texts) | set(split["test"].texts)
+    assert not held_out & set(lines), "a val or test snippet is in the pretraining text"
+    runs = set().union(*(ft.reviews.word_runs(t) for t in held_out))
+    review_lines = lines[len(split["train"]):]
+    assert not any(ft.reviews.word_runs(line) & runs for line in review_lines)
+    assert lines[: len(split["train"])] == split["train"].texts  # the train snippets come first, all of them
+    assert len(text.split()) > 6 * sum(len(t.split()) for t in split["train"].texts)  # ~7x the labelled text
+
+
+def test_review_gpt_is_cached_and_checkpoints_to_resume(tmp_path, monkeypatch, split):
+    monkeypatch.setenv("MINILM_CACHE_DIR", str(tmp_path))
+    small = {k: ft.subsample(v, 48, seed=1) for k, v in split.items()}
+    import importlib
+
+    rg = importlib.import_module("minilm.finetune.review_gpt")  # the module (its function has the same name)
+
+    configs = []
+    real_train = rg.train
+    monkeypatch.setattr(rg, "train", lambda model, get, cfg, *a, **k: configs.append(cfg) or real_train(model, get, cfg, *a, **k))
+    gpt, tok, _ = ft.review_gpt("smoke", split=small, progress=False)
+    assert len(configs) == 1 and configs[0].resume and configs[0].run_name.startswith("review-lm-")
+    files = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert any(f.endswith(".tokenizer.json") and "partial" not in f for f in files) and not any("partial" in f for f in files)
+    again, tok2, _ = ft.review_gpt("smoke", split=small, progress=False)  # from the cache: no training
+    assert len(configs) == 1 and tok2.merges == tok.merges
+    torch.testing.assert_close(again.state_dict(), gpt.state_dict())

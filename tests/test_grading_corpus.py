@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -181,7 +182,8 @@ def test_manifest_records_seed_isolation_limits_and_counts(two_runs):
 
 def test_feedback_explains_what_happened(two_runs):
     fb = _feedback(two_runs[0])
-    assert "Score: 9 / 9" in fb["correct"] and "8 of 8 grading cases passed" in fb["correct"]
+    assert "Score: 9 / 9" in fb["correct"]
+    assert re.search(r"(\d+) of \1 grading cases passed", fb["correct"])  # the public cases and the drawn ones
     assert "not attempted" in fb["blank"]
     assert "not plain data" in fb["always_equal"]
     assert "missing: no function or class named count_pairs" in fb["renamed"]
@@ -201,7 +203,7 @@ def test_feedback_explains_what_happened(two_runs):
     assert "incomplete" in fb["garbage_snapshot"] or "could not be read" in fb["garbage_snapshot"]
     for ex in IDS:
         line = next(ln for ln in fb["library_shortcuts"].splitlines() if ln.startswith(ex + ":"))
-        assert "not allowed in this exercise: minilm.data.tokenizers." in line and "asks you to write it" in line
+        assert "not allowed in this exercise: " in line and "minilm.data.tokenizers" in line and "asks you to write it" in line
     assert "modified its input (argument 2)" in fb["modifies_input"]
     assert "modified its input (argument 1)" in fb["modifies_input"]
     assert "compared by type" in fb["modifies_input"]

@@ -106,19 +106,24 @@ def test_with_only_the_grade_extra_every_set_grades_its_reference_at_full_marks(
     python = extras_alone(tmp_path, ["grade"])
     hidden = run(python, f"import importlib.util as u; print([m for m in {NOT_IN_GRADE!r} if u.find_spec(m)])", tmp_path)
     assert hidden.stdout.strip() == "[]", hidden.stderr  # none of them is there
-    for name in SET_MODULES:
+    # every set with MINILM_EXTRAS_ALL_SETS=1 (done by hand for issue 21: 01-08 at full marks); by default the
+    # sets whose forbidden lists name packages the extra does not bring (transformers in 06, scikit-learn and
+    # scipy in 07), and 01
+    names = list(SET_MODULES) if os.environ.get("MINILM_EXTRAS_ALL_SETS") else [
+        n for n in SET_MODULES if n.startswith(("01", "06", "07"))]
+    for name in names:
         subs = tmp_path / "subs" / name
         subs.mkdir(parents=True)
         shutil.copy(ROOT / "solutions" / f"{name}.ipynb", subs / "reference.ipynb")
     driver = (
         "import sys\nfrom minilm.cli.commands import main\n"
-        f"for name in {list(SET_MODULES)!r}:\n"
+        f"for name in {names!r}:\n"
         f"    code = main(['grade', name, 'subs/' + name, '--out', 'out/' + name, '--solutions', {str(ROOT / 'solutions')!r}])\n"
         "    print(name, code, flush=True)\n"
     )
     result = run(python, driver, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in SET_MODULES:
+    for name in names:
         assert f"{name} 0" in result.stdout, result.stderr[-3000:]
         with open(tmp_path / "out" / name / "gradebook.csv", newline="", encoding="utf-8") as f:
             rows = {r["student"]: r for r in csv.DictReader(f)}

@@ -133,6 +133,19 @@ DATASETS: dict[str, Dataset] = {
             source="nltk/nltk_data : packages/corpora/sentence_polarity.zip @ gh-pages",
         ),
         Dataset(
+            "movie_reviews",
+            "Movie review polarity v2.0: 2,000 full reviews (1,000 pos, 1,000 neg), one sentence a line, in a zip",
+            (DataFile("sentiment/movie_reviews.zip",
+                      "a41211ae685019137410268134db6a1a14428c89b671eb83056151a878539008", 4004848,
+                      _gh("nltk/nltk_data", "gh-pages", "packages/corpora/movie_reviews.zip")),),
+            license="CC BY 4.0 (Bo Pang and Lillian Lee), as shipped by NLTK",
+            citation="Pang, B. and Lee, L. (2004). A sentimental education: Sentiment analysis using subjectivity "
+            "summarization based on minimum cuts. ACL 2004.",
+            source="nltk/nltk_data : packages/corpora/movie_reviews.zip @ 5db857e (gh-pages)",
+            notes="the zip itself is the file (read its members movie_reviews/{pos,neg}/*.txt); 7 lines equal "
+            "rt-polarity lines: minilm.finetune.reviews.pretraining_text drops them",
+        ),
+        Dataset(
             "crows-pairs",
             "CrowS-Pairs: 1,508 sentence pairs, more vs less stereotyping, 9 bias types (offensive by design)",
             (DataFile("bias/crows_pairs/crows_pairs_anonymized.csv",

@@ -240,11 +240,33 @@ def confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, n_classes: int) -
     return torch.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
 
 
+def activation_bytes(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Bytes of the tensors autograd saves for the backward pass of model(x, y) (the activations), each
+    storage counted once. Saved tensors that share storage with a parameter (a weight, or a view of one
+    such as its transpose) are the weights themselves, not activations: they are left out."""
+    param_storages = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
+    total = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = t.untyped_storage().data_ptr()
+        if key not in seen and key not in param_storages:  # a storage saved twice is held once
+            seen.add(key)
+            total[0] += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _, loss = model(x, y)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return total[0]
+
+
 def training_memory_bytes(model: nn.Module, get_batch: Callable[[str], tuple[torch.Tensor, torch.Tensor]],
                           device: torch.device | str) -> int:
     """Peak memory of one training step, measured. CUDA: torch.cuda.max_memory_allocated over a forward and
     backward. CPU: parameters + gradients + AdamW's two states for the trainable ones + the activations
-    autograd saves for the backward pass (counted by saved-tensor hooks)."""
+    autograd saves for the backward pass (`activation_bytes`: parameters are not counted a second time)."""
     device = torch.device(device)
     x, y = get_batch("train")
     if device.type == "cuda":
@@ -254,24 +276,10 @@ def training_memory_bytes(model: nn.Module, get_batch: Callable[[str], tuple[tor
         loss.backward()
         model.zero_grad(set_to_none=True)
         return torch.cuda.max_memory_allocated(device)
-    saved = [0]
-    seen: set[int] = set()
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        key = t.untyped_storage().data_ptr()
-        if key not in seen:  # a storage saved twice is held once
-            seen.add(key)
-            saved[0] += t.untyped_storage().nbytes()
-        return t
-
-    params = [p for p in model.parameters()]
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        _, loss = model(x, y)
-    loss.backward()
-    model.zero_grad(set_to_none=True)
+    params = list(model.parameters())
     weights = sum(p.numel() * p.element_size() for p in params)
     trainable = sum(p.numel() * p.element_size() for p in params if p.requires_grad)
-    return weights + 3 * trainable + saved[0]
+    return weights + 3 * trainable + activation_bytes(model, x, y)
 
 
 @dataclass

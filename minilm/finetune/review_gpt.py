@@ -1,16 +1,19 @@
-"""GPT-1's recipe at small scale (07): a GPT pretrained on the review text, and the fine-tuning settings.
+"""GPT-1's recipe at small scale (07): a GPT pretrained on unlabelled review text, and the fine-tuning settings.
 
-`review_gpt(preset)` trains a BPE tokenizer and a GPT on the train split's reviews (never val or
-test) and caches both; `finetune_config(preset, n_labels, mode)` gives each fine-tuning run its
-steps and learning rate. The settings (in `minilm.recipes`) were chosen on the val split.
+`review_gpt(preset)` trains a BPE tokenizer and a GPT on `reviews.pretraining_text`: the train split's
+snippets plus the full reviews of movie_reviews.zip (never a val or test sentence), and caches both in
+cache_root()/models like the zoo (checkpointing as it trains, so an interrupted run resumes);
+`finetune_config(preset, n_labels, mode)` gives each fine-tuning run its steps and learning rate. The
+settings (in `minilm.recipes`) were chosen on the val split.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,14 +22,14 @@ from ..data import datasets
 from ..models.gpt import GPT
 from ..recipes import settings
 from ..training.loop import History, TrainConfig, train
-from .reviews import Split, check_labels, rt_polarity_split, tokenizer_fingerprint
+from .reviews import Split, check_labels, pretraining_text, rt_polarity_split, tokenizer_fingerprint
 
 
 @dataclass(frozen=True)
 class ReviewRecipe:
-    """Pretraining a GPT on the review text of the train split (BPE trained on that text too), per preset."""
+    """Pretraining a GPT on unlabelled review text (BPE trained on that text too), per preset."""
 
-    bpe_vocab: int  # BPE vocabulary trained on the train-split reviews
+    bpe_vocab: int  # BPE vocabulary trained on the pretraining text
     n_layer: int
     n_head: int
     n_embd: int
@@ -35,6 +38,7 @@ class ReviewRecipe:
     batch_size: int
     steps: int  # language-model pretraining steps
     learning_rate: float
+    reviews: int | None = None  # full movie reviews added to the train snippets (None: all 2,000; 0: none)
 
 
 def review_recipe(preset: str) -> ReviewRecipe:
@@ -51,11 +55,14 @@ def review_gpt_config(recipe: ReviewRecipe, vocab_size: int):
 
 def review_gpt(preset: str, device: torch.device | str = "cpu", split: dict[str, Split] | None = None,
                progress: bool = True, seed: int = 1337):
-    """(GPT pretrained on the train-split reviews, its BPETokenizer, History): cached in
-    cache_root()/models/rt-polarity-lm-<preset>-<hash>.pt (+ .tokenizer.json), trained when missing.
+    """(GPT pretrained on unlabelled review text, its BPETokenizer, History): cached in
+    cache_root()/models/review-lm-<hash of recipe and text>.pt (+ .tokenizer.json), trained when missing.
 
-    Only the train part's text is used (never val or test). The model carries
-    `tokenizer_fingerprint`, so `check_tokenizer` refuses any other tokenizer."""
+    The text is `pretraining_text(split, recipe.reviews)`: the train part's snippets and full movie
+    reviews, never a val or test sentence. The last 5 % of its tokens (reviews) measure the LM's val
+    loss. A first training run checkpoints as it goes (run `<file stem>` in the checkpoint folder) and
+    resumes when called again. The model carries `tokenizer_fingerprint`, so `check_tokenizer` refuses
+    any other tokenizer."""
     from dataclasses import asdict
 
     from ..data.batching import batch_fn
@@ -66,10 +73,10 @@ def review_gpt(preset: str, device: torch.device | str = "cpu", split: dict[str,
 
     recipe = review_recipe(preset)
     split = split or rt_polarity_split()
-    text = "\n".join(split["train"].texts) + "\n"
+    text, counts = pretraining_text(split, recipe.reviews)
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()  # the very text it learns from
-    key = hashlib.sha256(json.dumps([asdict(recipe), seed, 1, text_sha]).encode())
-    path = datasets.cache_root() / "models" / f"rt-polarity-lm-{preset}-{key.hexdigest()[:10]}.pt"
+    key = hashlib.sha256(json.dumps([asdict(recipe), seed, 2, text_sha]).encode())
+    path = datasets.cache_root() / "models" / f"review-lm-{key.hexdigest()[:12]}.pt"  # same recipe, same file
     tok_path = path.with_suffix(".tokenizer.json")
     if path.exists() and tok_path.exists():
         ckpt = load_checkpoint(path)
@@ -80,24 +87,32 @@ def review_gpt(preset: str, device: torch.device | str = "cpu", split: dict[str,
             print(f"loaded {path} (val loss {history.val_loss[-1]:.3f})")
     else:
         t0 = time.perf_counter()
-        tok = BPETokenizer.train(text, recipe.bpe_vocab)
+        tmp_tok = path.with_suffix(".partial-tokenizer.json")  # kept for a resumed run: BPE takes minutes
+        tok = BPETokenizer.load(tmp_tok) if tmp_tok.exists() else BPETokenizer.train(text, recipe.bpe_vocab)
+        tmp_tok.parent.mkdir(parents=True, exist_ok=True)
+        tok.save(tmp_tok)
         ids = torch.tensor(tok.encode(text), dtype=torch.long)
-        n_val = max(recipe.block_size + 2, ids.numel() // 20)  # 5 % of the train text to watch overfitting
+        n_val = max(recipe.block_size + 2, ids.numel() // 20)  # the last 5 % (reviews) to watch overfitting
         train_ids, val_ids = ids[:-n_val], ids[-n_val:]
         if progress:
-            print(f"BPE ({tok.vocab_size} tokens) on {len(text):,} characters of train-split reviews -> "
-                  f"{ids.numel():,} tokens ({time.perf_counter() - t0:.0f} s); pretraining {recipe.steps} steps")
+            print(f"pretraining text: {counts['train_snippets']:,} train snippets + {counts['reviews']:,} reviews "
+                  f"({counts['review_lines']:,} lines; dropped as possible leaks of val/test: "
+                  f"{counts['dropped_identical']} identical to a snippet, {counts['dropped_shared_run']} sharing "
+                  f"a run of 8 words); BPE ({tok.vocab_size} tokens) on {len(text):,} characters -> "
+                  f"{ids.numel():,} tokens ({time.perf_counter() - t0:.0f} s); pretraining {recipe.steps} steps "
+                  f"(checkpoints as run {path.stem!r}: if this is interrupted, call it again to continue)")
         set_seed(seed)
         gpt = GPT(review_gpt_config(recipe, tok.vocab_size))
         cfg = TrainConfig(max_steps=recipe.steps, learning_rate=recipe.learning_rate,
                           min_lr=recipe.learning_rate / 10, warmup_steps=max(1, recipe.steps // 20),
                           eval_interval=max(1, recipe.steps // 4), eval_iters=10, weight_decay=0.1,
-                          progress=progress)
+                          progress=progress, run_name=path.stem, resume=True)
         get, generator = batch_fn(train_ids, val_ids, recipe.block_size, recipe.batch_size, device, seed=seed)
         history = train(gpt, get, cfg, device, generator=generator)
-        save_checkpoint(path, gpt, None, recipe.steps, train_config=cfg, history=history,
-                        extra={"dataset": "rt-polarity", "preset": preset})
         tok.save(tok_path)
+        save_checkpoint(path, gpt, None, recipe.steps, train_config=cfg, history=history,
+                        extra={"dataset": "rt-polarity train + movie_reviews", "preset": preset, **counts})
+        tmp_tok.unlink(missing_ok=True)
     gpt.tokenizer_fingerprint = tokenizer_fingerprint(tok)
     return gpt.to(device).eval(), tok, history
 
@@ -152,3 +167,27 @@ def split_tensors(split: dict[str, Split], encode: Callable[[list[str]], torch.T
     """{part: (X, y)} for every part, X by `encode(texts)`; `train` replaces the train part (a subsample)."""
     parts = dict(split, **({"train": train} if train is not None else {}))
     return {k: (encode(v.texts), check_labels(v.labels, n_classes)) for k, v in parts.items()}
+
+
+# t quantiles t_{0.975, df} for df = 1 .. 30 (two-sided 95 %); beyond 30 the normal's 1.96 is within 4 %
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+
+
+def paired_gap(a: Sequence[float], b: Sequence[float]) -> dict[str, float | int | str]:
+    """The paired gap a - b over seeds (run i of a and of b share seed i: same labelled subsample, same
+    batch order): {"n", "mean", "sd", "lo", "hi", "verdict"}, [lo, hi] its 95 % t interval. The verdict is
+    "ahead" when lo > 0, "behind" when hi < 0, else "no difference measured" (one seed: no interval)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"paired_gap needs the same number (>= 1) of runs on both sides, got {len(a)} and {len(b)}")
+    gaps = [x - y for x, y in zip(a, b)]
+    n, mean = len(gaps), statistics.mean(gaps)
+    if n == 1:
+        return {"n": 1, "mean": mean, "sd": float("nan"), "lo": float("-inf"), "hi": float("inf"),
+                "verdict": "no difference measured"}
+    sd = statistics.stdev(gaps)
+    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * sd / n ** 0.5
+    lo, hi = mean - half, mean + half
+    verdict = "ahead" if lo > 0 else "behind" if hi < 0 else "no difference measured"
+    return {"n": n, "mean": mean, "sd": sd, "lo": lo, "hi": hi, "verdict": verdict}

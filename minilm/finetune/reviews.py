@@ -4,12 +4,15 @@ The data is the rt-polarity set (Pang and Lee 2005, 5,331 + 5,331 snippets). It 
 split; `rt_polarity_split` makes one from a hash of each text (duplicates dropped, so no text is in
 two parts), the same on every machine and Python version. Tune on "val"; report "test" once.
 Texts are encoded once by `encode_texts`: cut to the block size, right-padded with PAD = -1.
+`pretraining_text` is the unlabelled text of 07's pretraining: the train snippets and the 2,000 full
+reviews of movie_reviews.zip, minus every review line that could leak a val or test snippet.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,6 +26,7 @@ PAD = -1  # padding id in encoded batches (the classifier turns it into a mask)
 LABELS = ("negative", "positive")  # rt-polarity: 0 = negative, 1 = positive
 SPLIT_SEED = 2005
 SPLIT_FRACTIONS = {"test": 0.1, "val": 0.1}  # the rest is train
+OVERLAP_WORDS = 8  # a review line sharing this many consecutive words with a val/test snippet is dropped
 
 
 class Tokenizer(Protocol):
@@ -52,6 +56,57 @@ def load_rt_polarity() -> Split:
                 texts.append(line.strip())
                 labels.append(label)
     return Split(texts, labels)
+
+
+def load_movie_reviews(n: int | None = None) -> list[str]:
+    """The full reviews of movie_reviews.zip (Pang and Lee 2004, 2,000 reviews, one sentence a line), each
+    one string; negative and positive alternate (cv000 neg, cv000 pos, cv001 neg, ...), so the first `n`
+    are balanced. Their labels are not used: this is unlabelled text for pretraining."""
+    with zipfile.ZipFile(datasets.path("movie_reviews")) as z:
+        names = sorted((n for n in z.namelist() if n.endswith(".txt")),
+                       key=lambda name: (name.rsplit("/", 1)[-1], name))
+        names = names if n is None else names[:n]
+        return [z.read(name).decode("utf-8", errors="replace").strip() for name in names]
+
+
+def word_runs(text: str, n: int = OVERLAP_WORDS) -> set[tuple[str, ...]]:
+    """Every run of `n` consecutive words of `text` (split on white space) as a tuple."""
+    words = text.split()
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def pretraining_text(split: dict[str, Split], n_reviews: int | None = None) -> tuple[str, dict[str, int]]:
+    """(text, counts): the unlabelled text GPT-1's first stage reads: the train part's snippets, one a line,
+    then `n_reviews` full movie reviews (None: all 2,000; 0: none).
+
+    No sentence that is evaluated may be in it. A review line is dropped when it is identical to any
+    rt-polarity snippet, or shares a run of OVERLAP_WORDS words with a snippet outside the train part
+    (the val and test texts of `split` and of the full fixed split). `counts` says how many were dropped."""
+    train = set(split["train"].texts)
+    held_out = {t for part in ("val", "test") if part in split for t in split[part].texts}
+    held_out |= {t for t in load_rt_polarity().texts if t not in train}
+    every_snippet = train | held_out | set(load_rt_polarity().texts)
+    held_runs = set().union(*(word_runs(t) for t in held_out))
+    kept: list[str] = []
+    counts = {"review_lines": 0, "dropped_identical": 0, "dropped_shared_run": 0}
+    for review in load_movie_reviews(n_reviews) if n_reviews != 0 else []:
+        lines = []
+        for line in review.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            counts["review_lines"] += 1
+            if line in every_snippet:
+                counts["dropped_identical"] += 1
+            elif word_runs(line) & held_runs:
+                counts["dropped_shared_run"] += 1
+            else:
+                lines.append(line)
+        kept.append("\n".join(lines))
+    counts["reviews"] = len(kept)
+    counts["train_snippets"] = len(split["train"])
+    text = "\n".join(split["train"].texts + kept) + "\n"
+    return text, counts
 
 
 def _bucket(text: str, seed: int) -> float:

@@ -118,6 +118,25 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise CellTimeout("wall")
 
 
+def _quiet_refusals(not_allowed: type) -> None:
+    """A refusal on another thread is recorded by the grader (the case gets "not allowed"): its
+    traceback, which names threads by a counter, is not the submission's output."""
+    import sys
+    import threading
+
+    thread_hook, unraisable_hook = threading.excepthook, sys.unraisablehook
+
+    def on_thread_error(args: Any) -> None:
+        if not isinstance(args.exc_value, not_allowed):
+            thread_hook(args)
+
+    def on_unraisable(args: Any) -> None:  # a raw _thread's error comes here
+        if not isinstance(args.exc_value, not_allowed):
+            unraisable_hook(args)
+
+    threading.excepthook, sys.unraisablehook = on_thread_error, on_unraisable
+
+
 def run_job(job: dict, results_fd: int, cell_cpu: float, cell_wall: float, kill_others: bool = False) -> None:
     """Run one submission (in the sandboxed child): snapshots of its results go to `results_fd`;
     with `kill_others`, every other process it may signal is killed before the last snapshot."""
@@ -129,7 +148,8 @@ def run_job(job: dict, results_fd: int, cell_cpu: float, cell_wall: float, kill_
     from . import checker as check_module
     from .checker import changed_argument
     from .compare import NotData, decode, encode
-    from .forbid import NotAllowed, Watcher, call_watched, resolve
+    from .copies import index_of, library_modules, scan
+    from .forbid import NotAllowed, Watcher, call_watched, explain, resolve
     from .sets import get_set
 
     # kept before student code runs (patching them later changes nothing here)
@@ -137,6 +157,9 @@ def run_job(job: dict, results_fd: int, cell_cpu: float, cell_wall: float, kill_
     exercise_set = get_set(job["set"])
     exercises = [(item, exercise_set.get(item["id"])) for item in job["exercises"]]
     banned = {ex.id: resolve(tuple(ex.forbidden)) for _, ex in exercises}
+    for b in banned.values():
+        index_of(b)  # built in the zygote already: copies of the library's code are looked for
+    library = library_modules()  # everything loaded before the submission: not the student's code
     watcher = Watcher()
     watcher.watch_new_threads()
     check_module.GRADING_CHILD = True
@@ -154,6 +177,7 @@ def run_job(job: dict, results_fd: int, cell_cpu: float, cell_wall: float, kill_
             data = data[_write(results_fd, data) :]
 
     sys.stdout = sys.stderr = out
+    _quiet_refusals(NotAllowed)
     signal.signal(signal.SIGPROF, _on_prof)
     signal.signal(signal.SIGALRM, _on_alarm)
     main = types.ModuleType("__main__")  # a real module, as in Jupyter (dataclasses look it up)
@@ -175,6 +199,9 @@ def run_job(job: dict, results_fd: int, cell_cpu: float, cell_wall: float, kill_
                 entry["limit"] = e.args[0] if e.args else "cpu"
             results["cells"].append(entry)
     save()
+    if kill_others:  # no process of the submission may outlive its cells (seccomp refuses new ones)
+        with contextlib.suppress(OSError):
+            _kill(-1, signal.SIGKILL)  # its own uid or PID namespace: kill(-1) spares the caller
     for item, exercise in exercises:
         obj = namespace.get(exercise.id)
         if obj is None:
@@ -184,6 +211,17 @@ def run_job(job: dict, results_fd: int, cell_cpu: float, cell_wall: float, kill_
         cases: list[dict] = []
         results["exercises"][exercise.id] = {"missing": False, "cases": cases}
         cpu_left, wall_left = cell_cpu, cell_wall
+        _timers(cpu_left, wall_left)
+        try:
+            copied = scan([obj], index_of(banned[exercise.id]), library)
+        except BaseException:  # noqa: BLE001 - a hostile object stopped the walk: look no further
+            copied = None
+        finally:
+            _timers(0, 0)
+        if copied:
+            cases += [{"kind": "forbidden", "error": explain(copied)} for _ in item["args"]]
+            save()
+            continue
         for enc_args in item["args"]:
             try:
                 args, pristine = decode(enc_args), decode(enc_args)
@@ -208,6 +246,8 @@ def run_job(job: dict, results_fd: int, cell_cpu: float, cell_wall: float, kill_
                 if isinstance(e, CellTimeout):
                     cases[-1]["limit"] = e.args[0] if e.args else "cpu"
                     break  # the time for this exercise is spent
+                if cases[-1]["kind"] == "memory":
+                    break  # the next cases would run out of memory too, and only use up the time
         save()
     if kill_others:  # a detached process of the submission must not send a later snapshot
         with contextlib.suppress(OSError):

@@ -4,17 +4,23 @@
 (any alias, copy or re-import of it: matched by its code, not its name), a class (constructing it
 or calling any of its methods), a module (everything defined in it, submodules too), a C function
 or a method of a C type (`torch.softmax`, `torch.Tensor.softmax`: matched however it is reached),
-and for a PyTorch operator its `torch.ops.aten` twin. `Watcher.watching(banned)` then watches
-every call (a profile hook, `sys.setprofile`) in the calling thread, where a forbidden call raises
-`NotAllowed`, and in other threads, where it is recorded; either way the call counts as a
-violation. Nothing here reads source code. check() and the grader's child both use it.
+and for a PyTorch operator its `torch.ops.aten` twin. A name whose top-level package is not
+installed is skipped (nothing can call it; a debug log says so); a typo inside an installed
+package is an error. `Watcher.watching(banned)` then watches every call (a profile hook,
+`sys.setprofile`) in the calling thread, where a forbidden call raises `NotAllowed`, and in other
+threads, where it is recorded; either way the call counts as a violation. check() and the
+grader's child both use it; the grader's child also replaces each forbidden callable where it
+lives by a refusing stand-in (minilm.grading.standins) and looks for copies of the library's code
+(minilm.grading.copies).
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import inspect
+import logging
 import os
 import sys
 import threading
@@ -22,6 +28,8 @@ import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import standins
 
 # switching the watcher off is itself refused while an answer runs
 TAMPER = (
@@ -37,6 +45,11 @@ TAMPER = (
 )
 WHY = "because the exercise asks you to write it"
 WHY_TAMPER = "because the grader uses it to see which functions your answer calls"
+LOG = logging.getLogger(__name__)
+
+
+class NotInstalled(ImportError):
+    """The top-level package of a forbidden name is not installed: nothing can call it."""
 
 
 class NotAllowed(BaseException):
@@ -48,14 +61,20 @@ class Banned:
     """The callables one exercise may not use, in the forms the profile hook sees them."""
 
     codes: dict[Any, str] = field(default_factory=dict)  # code object -> dotted name
+    code_ids: dict[int, str] = field(default_factory=dict)  # id(code object) -> dotted name
     by_place: dict[str, dict[tuple[int, str], str]] = field(default_factory=dict)  # co_name -> ...
     cfuncs: dict[int, str] = field(default_factory=dict)  # id(C function) -> dotted name
     methods: dict[str, list[tuple[type, str]]] = field(default_factory=dict)  # C method name -> (class, name)
     keep: list[Any] = field(default_factory=list)  # keeps every C function alive (ids stay unique)
     names: tuple[str, ...] = ()  # what the exercise declared
+    # (object as found, what it stands for): what minilm.grading.standins replaces where it lives
+    targets: list[tuple[Any, Any, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # names whose package is not installed
+    copies: Any = None  # minilm.grading.copies.Index of the Python code above, built on first use
 
     def add_code(self, code: Any, name: str) -> None:
         self.codes[code] = name
+        self.code_ids[id(code)] = name
         if not code.co_filename.startswith("<"):  # generated code (a dataclass's __init__): by identity only
             place = (code.co_firstlineno, os.path.basename(code.co_filename))
             self.by_place.setdefault(code.co_name, {})[place] = name
@@ -71,6 +90,12 @@ class Banned:
 def _import(dotted: str) -> Any:
     """The object a dotted name stands for: the longest importable module, then attributes."""
     parts = dotted.split(".")
+    try:
+        installed = importlib.util.find_spec(parts[0]) is not None
+    except (ImportError, ValueError):
+        installed = False
+    if not installed:
+        raise NotInstalled(f"{parts[0]} is not installed")
     for i in range(len(parts), 0, -1):
         try:
             obj = importlib.import_module(".".join(parts[:i]))
@@ -88,7 +113,11 @@ def _add(banned: Banned, obj: Any, name: str, seen: set[int], part_of: str = "")
         return
     seen.add(id(obj))
     label = f"{name} (part of {part_of})" if part_of else name
+    found = obj
     obj = inspect.unwrap(obj) if callable(obj) else obj
+    if found is not obj and callable(found):  # a decorator's wrapper, numpy's C dispatchers
+        banned.add_cfunc(found, label)  # matched by identity: wrappers share their code
+        banned.targets.append((found, found, label))
     if isinstance(obj, (staticmethod, classmethod)):
         obj = obj.__func__
     if isinstance(obj, property):
@@ -109,18 +138,25 @@ def _add(banned: Banned, obj: Any, name: str, seen: set[int], part_of: str = "")
                 _add(banned, member, name if attr.startswith("__") else f"{name}.{attr}", seen, part_of)
     elif isinstance(obj, types.FunctionType):
         banned.add_code(obj.__code__, label)
+        banned.targets.append((obj, obj, label))
     elif isinstance(obj, types.MethodType):
         _add(banned, obj.__func__, name, seen, part_of)
     elif isinstance(obj, types.BuiltinFunctionType):
         banned.add_cfunc(obj, label)
+        banned.targets.append((obj, obj, label))
         _add_aten(banned, obj.__name__, label, seen)
     elif isinstance(obj, (types.MethodDescriptorType, types.WrapperDescriptorType, types.ClassMethodDescriptorType)):
         banned.methods.setdefault(obj.__name__, []).append((obj.__objclass__, label))
+        banned.add_cfunc(obj, label)  # called unbound (torch.Tensor.softmax(x)) the hook sees this
+        banned.targets.append((obj, obj, label))
         _add_aten(banned, obj.__name__, label, seen)
     elif hasattr(obj, "overloads") and hasattr(obj, "_op"):  # torch.ops.aten.<op>
         banned.add_cfunc(obj._op, label)
+        banned.targets.append((obj, obj._op, label))
         for ov in obj.overloads():
-            banned.add_cfunc(getattr(obj, ov)._op, label)
+            overload = getattr(obj, ov)
+            banned.add_cfunc(overload._op, label)
+            banned.targets.append((overload, overload._op, label))
     elif isinstance(vars(type(obj)).get("__call__"), types.FunctionType):  # an instance with __call__
         _add(banned, vars(type(obj))["__call__"], name, seen, part_of)
     else:
@@ -150,6 +186,9 @@ def resolve(names: tuple[str, ...]) -> Banned:
     for dotted in names:
         try:
             _add(banned, _import(dotted), dotted, seen)
+        except NotInstalled as e:  # cannot be called here, so there is nothing to forbid
+            LOG.debug("forbidden name %r skipped: %s", dotted, e)
+            banned.skipped.append(dotted)
         except (ImportError, AttributeError, TypeError) as e:
             raise ValueError(f"forbidden name {dotted!r} does not name a callable: {e}") from e
     if names:
@@ -160,10 +199,17 @@ def resolve(names: tuple[str, ...]) -> Banned:
     return banned
 
 
-def prepare(exercises: list[Any]) -> None:
-    """Resolve every exercise's names now (the zygote does, so the child imports nothing later)."""
+def prepare(exercises: list[Any]) -> list[Banned]:
+    """Resolve every exercise's names and index its code for copies now (the zygote does, so the
+    child imports and computes nothing later): the Banned sets."""
+    from .copies import index_of
+
+    out = []
     for ex in exercises:
-        resolve(tuple(ex.forbidden))
+        banned = resolve(tuple(ex.forbidden))
+        index_of(banned)
+        out.append(banned)
+    return out
 
 
 def explain(name: str) -> str:
@@ -177,6 +223,8 @@ def _hook(banned: Banned, state: list, raises: bool) -> Callable[..., None]:
     """A profile function for `banned` (kept lean: it runs for every call while an answer runs)."""
     codes_get, by_place, cfuncs_get, methods = banned.codes.get, banned.by_place, banned.cfuncs.get, banned.methods
     method_type, basename = types.BuiltinMethodType, os.path.basename
+    copy_of = banned.copies.match if banned.copies is not None else None  # the grader's child builds it
+    gates = standins.gate_codes()  # what a stand-in passed on, it judged already
 
     def hook(frame: Any, event: str, arg: Any) -> None:
         if state[0] is None:  # watching has ended (our own clean-up calls come here)
@@ -191,9 +239,15 @@ def _hook(banned: Banned, state: list, raises: bool) -> Callable[..., None]:
             name = codes_get(code)
             if name is None and code.co_name in by_place:  # a re-imported copy of the module
                 name = by_place[code.co_name].get((code.co_firstlineno, basename(code.co_filename)))
+            if name is None and copy_of is not None:  # pasted, exec'd, renamed or reformatted
+                copied = copy_of(code)
+                name = f"a copy of {copied}" if copied else None
         else:
             return
         if name is not None:
+            caller = frame if event == "c_call" else frame.f_back
+            if caller is not None and caller.f_code in gates:
+                return
             state[1] = state[1] or name
             if raises:
                 raise NotAllowed(explain(name))
@@ -217,14 +271,17 @@ class Watcher:
                 hook(frame, event, arg)
 
         self._thread_hook = thread_hook
-        self._sys_setprofile, self._sys_getprofile = sys.setprofile, sys.getprofile
-        self._thr_setprofile = threading.setprofile
-        self._thr_getprofile = getattr(threading, "getprofile", lambda: None)
-        self._all_threads = getattr(threading, "setprofile_all_threads", None)  # Python 3.12+
+        own = standins.original  # the grader's child replaced these by stand-ins: use what they stand for
+        self._sys_setprofile, self._sys_getprofile = own(sys.setprofile), own(sys.getprofile)
+        self._thr_setprofile = own(threading.setprofile)
+        self._thr_getprofile = own(getattr(threading, "getprofile", lambda: None))
+        self._all_threads = own(getattr(threading, "setprofile_all_threads", None))  # Python 3.12+
 
     def watch_new_threads(self) -> None:
-        """Give every thread started from now on the (normally idle) hook (the grader's child)."""
+        """Give every thread started from now on the (normally idle) hook (the grader's child):
+        `threading` threads, and through minilm.grading.standins raw `_thread` ones too."""
         self._thr_setprofile(self._thread_hook)
+        standins.THREAD_PROFILE[0] = self._thread_hook
 
     @property
     def hit(self) -> str | None:
@@ -245,9 +302,11 @@ class Watcher:
         self._thr_setprofile(self._thread_hook)
         self._sys_setprofile(_hook(banned, state, raises=True))
         state[0] = _hook(banned, state, raises=False)  # armed: from here on every call counts
+        standins.ARMED[0] = (banned, state)  # stand-ins refuse on every thread (the grader's child)
         try:
             yield self
         finally:
+            standins.ARMED[0] = None
             state[0] = None
             self._sys_setprofile(previous)
             if self._all_threads is not None:

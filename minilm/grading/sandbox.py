@@ -11,8 +11,9 @@ imported torch, numpy and minilm (never the reference solutions). For each submi
           one more user namespace so the mounts cannot be undone, and drops every capability.
           It forks the child, waits for it, kills whatever is left in the namespace, reads the
           child's results file itself (a regular file, bounded, never followed) and sends it up;
-  child   (root) switches to a uid of its own, sets no_new_privs and the limits, reports the level
-          reached, closes the report pipe, and only then runs the submission (minilm.grading.child).
+  child   (root) switches to a uid of its own, sets no_new_privs, a seccomp filter that lets it
+          start threads but no process, and the limits, reports the level reached, closes the
+          report pipe, and only then runs the submission (minilm.grading.child).
 
 Where namespaces are refused (and --allow-unsandboxed allows it) the outer process supervises the
 child itself in a host work folder: the child gets a uid of its own as root ("uid"), else a
@@ -154,8 +155,11 @@ def _child(req: dict, job: dict, report_fd: int, res_w: int, workdir: str, level
         libc = load_libc()
         check_call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl")
         own_uid = os.geteuid() != 0 and uid is not None
-        if not in_ns and not own_uid and seccomp.available():  # nothing else keeps it from signalling
-            seccomp.install_signal_guard(os.getpid())
+        if seccomp.available():  # threads only, no process: nothing escapes the stand-ins
+            rules = seccomp.no_process_rules()
+            if not in_ns and not own_uid:  # nothing else keeps it from signalling
+                rules = seccomp.signal_guard_rules(os.getpid()) + rules
+            seccomp.install(rules)
         counted_here = own_uid or (in_ns and _per_namespace_nproc())
         set_limits(req["memory_mb"], req["timeout"], NPROC if counted_here else None, req["loaded"])
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file over the limit fails, not the child

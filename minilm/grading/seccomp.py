@@ -3,7 +3,10 @@
 `install_signal_guard(pid)` is what the child installs at the weakest isolation levels (no PID
 namespace): from then on it (and every process it starts) may send signals only to itself and to
 its own process group, and may not ptrace, read or write other processes' memory or push
-keystrokes into a terminal. `install(rules)` installs any list of `Rule`s (tests use it to build a
+keystrokes into a terminal. `no_process_rules()` is what the child installs at every level before
+the submission runs: it may start threads but no process (fork, vfork, a clone without
+CLONE_THREAD), so nothing it computes can run outside the process whose forbidden calls refuse
+(minilm.grading.standins). `install(rules)` installs any list of `Rule`s (tests use it to build a
 filter like Docker's default one, which refuses namespaces). See docs/instructors.md, "Isolation".
 """
 
@@ -22,7 +25,7 @@ LD_ABS, JEQ, JSET, RET = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, 
 ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
 X32_BIT = 0x40000000
 TIOCSTI, TIOCLINUX = 0x5412, 0x541C
-SYSCALLS = {  # name -> (x86_64, aarch64)
+SYSCALLS: dict[str, tuple[int, int | None]] = {  # name -> (x86_64, aarch64)
     "kill": (62, 129),
     "tkill": (200, 130),
     "tgkill": (234, 131),
@@ -38,18 +41,22 @@ SYSCALLS = {  # name -> (x86_64, aarch64)
     "mount": (165, 40),
     "umount2": (166, 39),
     "pivot_root": (155, 41),
+    "fork": (57, None),  # aarch64 has no fork or vfork: glibc uses clone
+    "vfork": (58, None),
     "clone": (56, 220),
     "clone3": (435, 435),
     "setsid": (112, 157),
     "setpgid": (109, 154),
 }
+CLONE_THREAD = 0x00010000
 NAMESPACE_FLAGS = 0x7E020080  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET (+NEWTIME)
 
 
 @dataclass(frozen=True)
 class Rule:
     """Refuse syscall `name` with `errno_`: always (arg None), or by the low 32 bits of argument
-    `arg`: unless it is one of `allow`, when it is one of `deny`, or when it has a bit of `mask`."""
+    `arg`: unless it is one of `allow`, when it is one of `deny`, when it has a bit of `mask`, or
+    when it lacks every bit of `need`."""
 
     name: str
     errno_: int = errno.EPERM
@@ -57,6 +64,7 @@ class Rule:
     allow: tuple[int, ...] = ()
     deny: tuple[int, ...] = ()
     mask: int = 0
+    need: int = 0
 
 
 def available() -> bool:
@@ -77,9 +85,19 @@ def program(rules: list[Rule]) -> bytes:
     if machine == "x86_64":
         code += [_insn(0x35, X32_BIT, jf=1), _insn(RET, deny_all)]  # JGE: the x32 syscall table
     for rule in rules:
+        number = SYSCALLS[rule.name][col]
+        if number is None:  # no such system call on this architecture
+            continue
         body = []
         if rule.arg is None:
             body.append(_insn(RET, RET_ERRNO | rule.errno_))
+        elif rule.need:
+            body += [
+                _insn(LD_ABS, 16 + 8 * rule.arg),
+                _insn(JSET, rule.need, jt=1),
+                _insn(RET, RET_ERRNO | rule.errno_),
+                _insn(RET, RET_ALLOW),
+            ]
         elif rule.mask:
             body += [
                 _insn(LD_ABS, 16 + 8 * rule.arg),
@@ -94,7 +112,7 @@ def program(rules: list[Rule]) -> bytes:
             body += [_insn(JEQ, v, jt=n - i) for i, v in enumerate(values)]
             refuse, allow = _insn(RET, RET_ERRNO | rule.errno_), _insn(RET, RET_ALLOW)
             body += [refuse, allow] if rule.allow else [allow, refuse]
-        code.append(_insn(JEQ, SYSCALLS[rule.name][col], jf=len(body)))
+        code.append(_insn(JEQ, number, jf=len(body)))
         code += body
     code.append(_insn(RET, RET_ALLOW))
     return b"".join(code)
@@ -142,6 +160,17 @@ def signal_guard_rules(pid: int) -> list[Rule]:
 def install_signal_guard(pid: int) -> None:
     """Install `signal_guard_rules(pid)` (the child calls it with its own pid, a session leader)."""
     install(signal_guard_rules(pid))
+
+
+def no_process_rules() -> list[Rule]:
+    """Threads only: fork, vfork and a clone without CLONE_THREAD refused (EPERM); clone3, whose
+    flags a filter cannot read, answers ENOSYS, so that libc starts threads with clone."""
+    return [
+        Rule("fork"),
+        Rule("vfork"),
+        Rule("clone", arg=0, need=CLONE_THREAD),
+        Rule("clone3", errno_=errno.ENOSYS),
+    ]
 
 
 def docker_default_rules() -> list[Rule]:

@@ -1,9 +1,10 @@
 """The zygote: a fork server in a fresh interpreter that grades each submission in a sandboxed child.
 
 The grader starts one per job slot (`Zygote(log, cwd)`); it has imported torch, numpy, matplotlib
-and minilm (never the reference solutions) with a cleaned environment, and for each request runs
-`minilm.grading.sandbox.run_one`, which forks the namespaces, the supervisor and the child. Run
-`python -m minilm.grading.zygote --serve` only through `Zygote`.
+and minilm (never the reference solutions) with a cleaned environment, has replaced every
+forbidden callable of every set by its refusing stand-in (minilm.grading.standins), and for each
+request runs `minilm.grading.sandbox.run_one`, which forks the namespaces, the supervisor and the
+child. Run `python -m minilm.grading.zygote --serve` only through `Zygote`.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ def serve() -> None:
 
     import minilm  # noqa: F401
 
-    from . import authoring, child, forbid  # noqa: F401 - authoring pulls nbformat in once
+    from . import authoring, child, forbid, standins  # noqa: F401 - authoring pulls nbformat in once
     from .sets import all_sets
 
-    forbid.prepare([ex for s in all_sets() for ex in s.exercises])
+    standins.install(forbid.prepare([ex for s in all_sets() for ex in s.exercises]))
     sandbox.EXPOSE[:] = needed_paths()
     ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
     proto = os.fdopen(os.dup(1), "wb")
