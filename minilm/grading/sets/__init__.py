@@ -16,6 +16,7 @@ SET_MODULES = {
     "06_generation": "s06_generation",
     "07_fine_tuning": "s07_fine_tuning",
     "08_bias": "s08_bias",
+    "09_assistant": "s09_assistant",
 }
 
 
