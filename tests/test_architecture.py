@@ -112,15 +112,15 @@ def test_imports_follow_the_arrows():
 def notebook_subpackages(path: Path) -> set[str]:
     nb = json.loads(path.read_text(encoding="utf-8"))
     code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    found = set(re.findall(r"^\s*from minilm\.(\w+)", code, re.M))
-    found |= set(re.findall(r"^\s*from minilm import (\w+)", code, re.M))
-    found |= set(re.findall(r"^\s*import minilm\.(\w+)", code, re.M))
+    found = set(re.findall(r"^\s*from minilm\.(\w+)", code, re.MULTILINE))
+    found |= set(re.findall(r"^\s*from minilm import (\w+)", code, re.MULTILINE))
+    found |= set(re.findall(r"^\s*import minilm\.(\w+)", code, re.MULTILINE))
     return {"core" if f in CORE else f for f in found}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("*.ipynb")), ids=lambda p: p.stem)
 def test_each_notebooks_row_names_the_subpackages_it_imports(path):
-    row = re.search(rf"^\| {re.escape(path.stem)} \|([^|]*)\|([^|]*)\|$", DOC, re.M)
+    row = re.search(rf"^\| {re.escape(path.stem)} \|([^|]*)\|([^|]*)\|$", DOC, re.MULTILINE)
     assert row, f"the map in docs/architecture.md has no row for {path.stem}"
     listed = {w.strip() for cell in row.groups() for w in cell.split(",") if w.strip()}
     used = notebook_subpackages(path) - {"core"}
@@ -132,7 +132,7 @@ def test_import_minilm_is_lazy_and_reaches_every_subpackage():
     code = ("import sys, minilm; heavy = [m for m in ('minilm.training', 'minilm.finetune', 'minilm.bias', "
             "'minilm.grading', 'transformers') if m in sys.modules]; assert not heavy, heavy; "
             "print(minilm.training.zoo.load_model.__module__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "minilm.training.zoo"
 

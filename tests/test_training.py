@@ -283,7 +283,7 @@ def test_a_checkpoint_saved_before_new_config_fields_still_resumes():
     """A GPTConfig saved before the modern-block fields existed resumes; a different model is refused."""
     from dataclasses import asdict
 
-    from minilm.models.gpt import GPT2_FIELDS, GPT, GPTConfig
+    from minilm.models.gpt import GPT, GPT2_FIELDS, GPTConfig
     from minilm.training.loop import check_resumable
 
     cfg = TrainConfig(max_steps=4, run_name="old")

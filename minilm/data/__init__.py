@@ -11,14 +11,48 @@ Imports nothing of minilm above the core (runtime, presets).
 """
 
 from .batching import batch_fn, char_data, encode_corpus, get_batch, train_val_split
-from .datasets import DATASETS, TANG_POEM, DataError, cache_dir, cache_root, describe, fetch, load_text, mirror_dir, path
+from .datasets import (
+    DATASETS,
+    TANG_POEM,
+    DataError,
+    cache_dir,
+    cache_root,
+    describe,
+    fetch,
+    load_text,
+    mirror_dir,
+    path,
+)
 from .names import dataset_loss, decode_name, load_names, row_sampler
 from .tokenfile import TokenFile, load_tokenizer, prepare
 from .tokenizers import SPLIT_PATTERN, BPETokenizer, CharTokenizer, get_pair_counts, merge
 
 __all__ = [
-    "DATASETS", "SPLIT_PATTERN", "TANG_POEM", "BPETokenizer", "CharTokenizer", "DataError", "TokenFile",
-    "batch_fn", "cache_dir", "cache_root", "describe", "mirror_dir", "char_data", "dataset_loss", "decode_name", "encode_corpus", "fetch",
-    "get_batch", "get_pair_counts", "load_names", "load_text", "load_tokenizer", "merge", "path", "prepare",
-    "row_sampler", "train_val_split",
+    "DATASETS",
+    "SPLIT_PATTERN",
+    "TANG_POEM",
+    "BPETokenizer",
+    "CharTokenizer",
+    "DataError",
+    "TokenFile",
+    "batch_fn",
+    "cache_dir",
+    "cache_root",
+    "char_data",
+    "dataset_loss",
+    "decode_name",
+    "describe",
+    "encode_corpus",
+    "fetch",
+    "get_batch",
+    "get_pair_counts",
+    "load_names",
+    "load_text",
+    "load_tokenizer",
+    "merge",
+    "mirror_dir",
+    "path",
+    "prepare",
+    "row_sampler",
+    "train_val_split",
 ]
