@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from test_grading_forbid_construction import _others_can_run
+from test_grading_hostile_sets import readable_python
 
 from minilm.cli.commands import main
 from minilm.grading.compare import decode, encode
@@ -328,8 +330,8 @@ def test_sandbox_hides_solutions_repo_history_and_network(tmp_path):
 LEVEL_CORPUS = {"correct", "kill_everyone", "late_forger", "forge_results", "work_folder_traps", "os_exit", "sleeper"}
 
 
-def _docker_like(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "tests" / "docker_like.py"), "--", sys.executable, "-m", "minilm.cli", *args]
+def _docker_like(args: list[str], cwd: Path, python: str = sys.executable) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "tests" / "docker_like.py"), "--", python, "-m", "minilm.cli", *args]
     return subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
@@ -350,12 +352,16 @@ def test_without_namespaces_the_teacher_is_told_what_to_do_and_the_weaker_level_
         assert "unprivileged user namespaces" in refused.stderr
     out = tmp_path / "weak"
     weak = _docker_like(["grade", "01", str(subs), "--out", str(out), "--allow-unsandboxed", *FLAGS], ROOT)
-    if weak.returncode == 2 and "cannot run notebooks here" in weak.stderr:
+    if os.geteuid() == 0 and not _others_can_run(Path(sys.executable).resolve()):
         # as root the child runs under a uid of its own, which must be able to read Python: here it
-        # cannot (e.g. Python under /root): the run stops and names the cause, it never hands out zeros
-        assert os.geteuid() == 0 and "Nothing was graded" in weak.stderr, weak.stderr
+        # cannot (Python under /root): the run stops, names the folders and the fixes, hands out no zeros
+        assert weak.returncode == 2 and "Nothing was graded" in weak.stderr, weak.stderr
+        assert "cannot read /" in weak.stderr and "/usr/bin/python3 -m venv" in weak.stderr, weak.stderr
         assert not (out / "gradebook.csv").exists()  # no rows of 0 that look like grades (issue 21)
-        return
+        python, why = readable_python()  # one every user may read
+        if python is None:  # pragma: no cover - depends on the machine
+            pytest.skip(why)
+        weak = _docker_like(["grade", "01", str(subs), "--out", str(out), "--allow-unsandboxed", *FLAGS], ROOT, python)
     assert weak.returncode == 0, weak.stderr
     level = json.loads((out / "grading.json").read_text())["isolation"]
     assert level.startswith("uid" if os.geteuid() == 0 else "process")

@@ -4,7 +4,8 @@
 (any alias, copy or re-import of it: matched by its code, not its name), a class (constructing it
 or calling any of its methods), a module (everything defined in it, submodules too), a C function
 or a method of a C type (`torch.softmax`, `torch.Tensor.softmax`: matched however it is reached),
-and for a PyTorch operator its `torch.ops.aten` twin. A name whose top-level package is not
+for a PyTorch operator its `torch.ops.aten` twin, for a NumPy function the Python
+dispatcher NumPy runs before it. A name whose top-level package is not
 installed is skipped (nothing can call it; a debug log says so); a typo inside an installed
 package is an error. `Watcher.watching(banned)` then watches every call (a profile hook,
 `sys.setprofile`) in the calling thread, where a forbidden call raises `NotAllowed`, and in other
@@ -118,6 +119,9 @@ def _add(banned: Banned, obj: Any, name: str, seen: set[int], part_of: str = "")
     if found is not obj and callable(found):  # a decorator's wrapper, numpy's C dispatchers
         banned.add_cfunc(found, label)  # matched by identity: wrappers share their code
         banned.targets.append((found, found, label))
+        dispatcher = _dispatcher_code(found)
+        if dispatcher is not None:  # numpy's: the hook sees its Python dispatcher run, not `found`
+            banned.add_code(dispatcher, label)
     if isinstance(obj, (staticmethod, classmethod)):
         obj = obj.__func__
     if isinstance(obj, property):
@@ -161,6 +165,35 @@ def _add(banned: Banned, obj: Any, name: str, seen: set[int], part_of: str = "")
         _add(banned, vars(type(obj))["__call__"], name, seen, part_of)
     else:
         raise TypeError(f"{name} is a {type(obj).__name__}: not something a call can be matched to")
+
+
+class _Probe:
+    def __array_function__(self, *args: Any, **kwargs: Any) -> Any:
+        raise LookupError("stop before the implementation")
+
+
+def _dispatcher_code(public: Any) -> types.CodeType | None:
+    """The code of the Python dispatcher a NumPy function (`numpy.bincount`, an array-function
+    dispatcher object) runs first, or None. A profile hook sees neither that object nor a C
+    implementation it calls from C, only this code; learnt by calling `public` on probes that stop
+    it before its implementation. A dispatcher not named after `public` may serve others: left out."""
+    if type(public).__name__ != "_ArrayFunctionDispatcher":
+        return None
+    try:
+        params = inspect.signature(public).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    probes, seen, previous = [_Probe() for p in params if p.kind in positional and p.default is p.empty], [], sys.getprofile()
+    sys.setprofile(lambda frame, event, arg: seen.append(frame.f_code) if event == "call" and not seen else None)
+    try:  # the first Python frame from here on is the dispatcher's
+        public(*probes)
+    except Exception:  # noqa: BLE001, S110 - the probe's stop, or the dispatcher refused the probes: it ran
+        pass
+    finally:
+        sys.setprofile(previous)
+    name = getattr(public, "__name__", "")
+    return seen[0] if seen and seen[0].co_name in (name, f"_{name}_dispatcher") else None
 
 
 def _add_aten(banned: Banned, op: str, name: str, seen: set[int]) -> None:

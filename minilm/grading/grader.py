@@ -27,7 +27,7 @@ from .authoring import find_solutions_dir, load_reference, read_notebook
 from .checker import params_of
 from .compare import decode, encode
 from .gradebook import load_rows, merge, write_outputs
-from .isolation import PR_SET_DUMPABLE, needed_paths
+from .isolation import PR_SET_DUMPABLE, UID_UNREADABLE, namespaces_available, needed_paths
 from .lms import Found, collect, parse_late_rule, stamp
 from .sandbox import LEVELS, wall_limits
 from .sets import get_set
@@ -177,6 +177,7 @@ class Grader:
         entries = collect(self.submissions_dir, self.set.name)
         self.out.mkdir(parents=True, exist_ok=True)
         os.chmod(self.out, 0o700)
+        self._check_uid_level()
         self.workroot = Path(tempfile.mkdtemp(prefix="minilm-grade-"))
         os.chmod(self.workroot, 0o711)
         self.uid_base = UID_BASE + 64 * (os.getpid() % 1000)
@@ -221,6 +222,17 @@ class Grader:
                 self._write([rows[i] for i in sorted(rows)])
         return [rows[i] for i in sorted(rows)]
 
+    def _check_uid_level(self) -> None:
+        """As root without namespaces (the 'uid' level), stop at once when the children's own uids
+        could not read Python (the sandbox's child checks it too, after the zygotes' start)."""
+        if not (self.opts.allow_unsandboxed and os.geteuid() == 0) or namespaces_available():
+            return
+        closed = [p for p in needed_paths() if not _readable_by_others(p)]
+        if closed:
+            uid = f"from {UID_BASE + 64 * (os.getpid() % 1000)}"
+            self.error = UID_UNREADABLE.format(uid=uid, paths=", ".join(closed))
+            raise RuntimeError(f"the grading sandbox cannot run notebooks here: {self.error}. Nothing was graded.")
+
     def _grade_entry(self, found: Found, zygotes: queue.Queue) -> Row:
         return stamp(self._grade_found(found, zygotes), found, self.submissions_dir, self.late_rule)
 
@@ -261,7 +273,7 @@ class Grader:
         level = str(reply.get("level") or "")
         unsandboxed = not level.startswith(("uid+namespaces", "namespaces"))
         if reply.get("setup_error") or not level:
-            cause = safe_text(reply.get("setup_error") or "the sandbox never reported back", 500)
+            cause = safe_text(reply.get("setup_error") or "the sandbox never reported back", 1500)
             if reply.get("no_namespaces"):
                 raise RuntimeError(self._no_sandbox_message(cause))
             raise RuntimeError(f"the grading sandbox could not prepare a child here: {cause}. Nothing was graded.")

@@ -26,6 +26,16 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 DEVICES = ("null", "zero", "full", "random", "urandom")
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 NAMESPACES = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWPID
+UID_UNREADABLE = (
+    "at the 'uid' level (root without namespaces, --allow-unsandboxed) each submission runs under a uid of "
+    "its own ({uid}), and that uid cannot read {paths}, which submissions need (Python imports from there "
+    "while a notebook runs): a folder on the way is closed to other users, e.g. a Python installed under "
+    "/root (mode 700). Install Python and the packages where every user may read them (e.g. /usr/bin/python3 "
+    "-m venv /opt/minilm-venv, /opt/minilm-venv/bin/pip install 'minilm[grade]', then grade with "
+    "/opt/minilm-venv/bin/minilm), or give the container "
+    "what namespaces need (docs/instructors.md, section 5). Opening /root to others (chmod o+x /root) also "
+    "works, and lets every grading child reach what others may read in it"
+)
 
 
 def load_libc() -> Any:

@@ -35,6 +35,7 @@ from . import seccomp
 from .isolation import (
     PR_SET_DUMPABLE,
     PR_SET_NO_NEW_PRIVS,
+    UID_UNREADABLE,
     build_root,
     check_call,
     enter_namespaces,
@@ -168,6 +169,9 @@ def _child(req: dict, job: dict, report_fd: int, res_w: int, workdir: str, level
                 raise OSError(f"the sandbox cannot see {p}, which submissions need")
             if not os.access(p, os.R_OK | os.X_OK):
                 raise OSError(f"the child (uid {os.getuid()}) cannot read {p}: make it readable by other users")
+        closed = [p for p in EXPOSE if own_uid and not in_ns and not os.access(p, os.R_OK | os.X_OK)]
+        if closed:  # the "uid" level: found now, not as an ImportError in a student's cell
+            raise OSError(UID_UNREADABLE.format(uid=os.getuid(), paths=", ".join(closed)))
         os.environ.update(HOME=workdir, MPLCONFIGDIR=workdir, TMPDIR="/tmp" if in_ns else workdir)
         _send_json(report_fd, {"level": level})
         os.close(report_fd)
