@@ -37,6 +37,7 @@ from minilm.data import char_data
 from minilm.generation.measure import val_loss
 from minilm.models.gpt import GPTConfig
 from minilm.presets import preset as active_preset
+from minilm.runtime import configure_threads
 from minilm.training.zoo import Recipe, recipe_for, train_gpt
 
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write every run's figures here")
     args = parser.parse_args(argv)
     P = active_preset()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    configure_threads()  # what train_gpt would pick, before the header prints the count
     tok, train_data, val_data = char_data("tinyshakespeare")
     base = recipe_for(P.name, tok.vocab_size)
     if args.steps:

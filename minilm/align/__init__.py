@@ -10,10 +10,13 @@
 - `rl`: `group_advantages`, `clipped_policy_loss`, `kl_to_reference`, `rollout`, `train_grpo`
 - `pipeline`: the chain on the course's Tang GPT, each stage cached: `chat_base`, `run_sft`, `run_dpo`,
   `run_rl`, `recipe_for` (the per-preset settings, from `minilm.recipes.ALIGN`)
+- `chat`: `chat_format` (a ChatTokenizer's or a transformers tokenizer's template and end token) for
+  `minilm.generation`'s `chat_reply` and `chat_panel` (talk to a model: multi-turn, streamed)
 
 Imports the core, `minilm.data`, `minilm.models`, `minilm.training` and `minilm.generation`; nothing higher.
 """
 
+from .chat import chat_format
 from .dpo import LOG2, Pair, dpo_loss, make_pairs, sequence_logprobs, token_logprobs, train_dpo
 from .rl import clipped_policy_loss, group_advantages, kl_to_reference, rollout, train_grpo
 from .sft import masked_loss, masked_targets, pad_batch, sft_batches, sft_loss
@@ -33,7 +36,8 @@ from .verifier import Verdict, check, heads_of, reward
 
 __all__ = [
     "ASSISTANT", "END", "LOG2", "SPECIALS", "SYSTEM", "USER", "ChatTokenizer", "Pair", "Task", "Verdict",
-    "acrostic_splits", "check", "clipped_policy_loss", "complete", "dpo_loss", "group_advantages", "grow_vocab",
+    "acrostic_splits", "chat_format", "check", "clipped_policy_loss", "complete", "dpo_loss", "group_advantages",
+    "grow_vocab",
     "heads_of", "kl_to_reference", "make_pairs", "masked_loss", "masked_targets", "pad_batch", "pass_rate",
     "prompt_ids", "render", "reward", "rollout", "sequence_logprobs", "sft_batches", "sft_loss", "token_logprobs",
     "train_dpo", "train_grpo",

@@ -143,25 +143,29 @@ def reference_logprobs(reference: nn.Module, pairs: Sequence[Pair], pad_id: int,
 def train_dpo(policy: nn.Module, reference: nn.Module, pairs: Sequence[Pair], val_pairs: Sequence[Pair],
               pad_id: int, device: torch.device | str, steps: int = 100, lr: float = 1e-5, beta: float = 0.1,
               batch_size: int = 16, eval_interval: int = 25, seed: int = 0, nll_coef: float = 0.0,
-              progress: bool = True) -> dict[str, list[float]]:
+              progress: bool = True, eval_batch: int = 64) -> dict[str, list[float]]:
     """Train `policy` (in place) on `pairs` by DPO against the frozen `reference`; returns the history
     {"step", "loss", "val_loss", "val_margin", "val_accuracy"} (val_* at every eval_interval steps).
 
     nll_coef > 0 adds that times the chosen answers' mean per-token negative log-likelihood (the SFT
     loss on them; Pang et al. 2024's "RPO"): DPO alone may lower the chosen answers' probability too,
     as long as the rejected ones fall faster. AdamW from the course's `make_optimizer` (no weight
-    decay), constant lr, gradients clipped to 1."""
+    decay), constant lr, gradients clipped to 1. eval_batch: pairs per forward pass when scoring (lower
+    it for a large vocabulary: the logits of 2 * eval_batch sequences are held at once).
+
+    `reference` may be `policy` itself when the policy starts equal to it (LoRA's B at zero): the
+    reference's log-probabilities are all computed before the first step."""
     if not pairs or not val_pairs:
         raise ValueError("train_dpo needs training and validation pairs; make more samples per prompt or more prompts")
-    ref_train = reference_logprobs(reference, pairs, pad_id, device)
-    ref_val = reference_logprobs(reference, val_pairs, pad_id, device)
+    ref_train = reference_logprobs(reference, pairs, pad_id, device, eval_batch)
+    ref_val = reference_logprobs(reference, val_pairs, pad_id, device, eval_batch)
     opt = make_optimizer(policy, TrainConfig(learning_rate=lr, weight_decay=0.0))
     g = torch.Generator().manual_seed(seed)
     hist: dict[str, list[float]] = {k: [] for k in ("step", "loss", "val_step", "val_loss", "val_margin",
                                                     "val_accuracy")}
 
     def evaluate(step: int) -> None:
-        m = dpo_metrics(policy, val_pairs, ref_val, beta, pad_id, device)
+        m = dpo_metrics(policy, val_pairs, ref_val, beta, pad_id, device, eval_batch)
         hist["val_step"].append(step)
         for k in ("loss", "margin", "accuracy"):
             hist[f"val_{k}"].append(m[k])

@@ -59,6 +59,7 @@ def _gh(repo: str, commit: str, path: str) -> str:
     return f"{_RAW}/{repo}/{commit}/{urllib.parse.quote(path, safe='/{}')}"  # keep {n} a template
 
 
+_RASBT = ("rasbt/LLMs-from-scratch", "28c65cdfbc3338e2e040016eea4b7fdf556e4d57")
 _CROWS = "nyu-mll/crows-pairs", "8aaac11c485473159ec9328a65253a5be9a479dc"
 _WINO = "uclanlp/corefBias", "0bce984dd081bbc10b0622f326727a024c607895"
 _WEAT = "dccuchile/wefe", "1998132a3e809481a7456d952f7473d191990946"
@@ -144,6 +145,23 @@ DATASETS: dict[str, Dataset] = {
             source="nltk/nltk_data : packages/corpora/movie_reviews.zip @ 5db857e (gh-pages)",
             notes="the zip itself is the file (read its members movie_reviews/{pos,neg}/*.txt); 7 lines equal "
             "rt-polarity lines: minilm.finetune.reviews.pretraining_text drops them",
+        ),
+        Dataset(
+            "instruct",
+            "1,100 instructions with answers, and the same with a polite (chosen) and an impolite (rejected) "
+            "answer: Raschka's chapter 7 data (09's real-LLM stage)",
+            tuple(DataFile(f"instruct/{n}", sha, size, _gh(*_RASBT, f"ch07/{folder}/{n}"))
+                  for n, folder, sha, size in [
+                      ("instruction-data.json", "01_main-chapter-code",
+                       "7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944", 203524),
+                      ("instruction-data-with-preference.json", "04_preference-tuning-with-dpo",
+                       "305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e", 386968),
+                  ]),
+            license="Apache License 2.0 (Copyright Sebastian Raschka)",
+            citation="Raschka, S. (2024). Build a Large Language Model (From Scratch), chapter 7. Manning.",
+            source="rasbt/LLMs-from-scratch : ch07/ @ 28c65cd",
+            notes="JSON lists of {instruction, input, output} (+ chosen, rejected); the preference answers were "
+            "written by Llama 3.1 70B",
         ),
         Dataset(
             "crows-pairs",

@@ -7,7 +7,8 @@ int8/int4 quantization and pruning, speed and size measurement, and the interact
   `save_variant`/`load_variant`
 - `measure`: `tokens_per_second`, `decode_rates`, `step_times`, `val_loss`, `measure_variants`, `rows_table`,
   `hf_twin` and `hf_decode_rates` (transformers' GPT-2 with a course GPT's weights, timed the same way)
-- `panel`: `generation_panel` (ipywidgets), `sample_text`, `stream_text`
+- `panel`: `generation_panel` (ipywidgets), `sample_text`, `stream_text`; the chat mode (09): `chat_panel`,
+  `chat_reply`, `ChatFormat`, `fit_history`
 
 Imports the core, `minilm.data` and `minilm.models`; nothing higher.
 """
@@ -22,7 +23,15 @@ from .measure import (
     tokens_per_second,
     val_loss,
 )
-from .panel import generation_panel, sample_text, stream_text
+from .panel import (
+    ChatFormat,
+    chat_panel,
+    chat_reply,
+    fit_history,
+    generation_panel,
+    sample_text,
+    stream_text,
+)
 from .quantize import (
     dequantize_int4,
     dequantize_int8,
@@ -37,7 +46,8 @@ from .quantize import (
 from .sampling import CachedDecoder, generate, sample_next, stream, top_k_filter, top_p_mask
 
 __all__ = [
-    "CachedDecoder", "decode_rates", "dequantize_int4", "dequantize_int8", "generate", "generation_panel",
+    "CachedDecoder", "ChatFormat", "chat_panel", "chat_reply", "decode_rates", "dequantize_int4", "dequantize_int8",
+    "fit_history", "generate", "generation_panel",
     "hf_decode_rates", "hf_twin", "load_variant",
     "measure_variants", "pack_int4", "prune_model", "quantize_int4", "quantize_int8", "rows_table",
     "sample_next", "sample_text", "save_variant", "step_times", "stream", "stream_text", "tokens_per_second",
