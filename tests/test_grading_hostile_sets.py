@@ -1,4 +1,4 @@
-"""Hostile submissions for sets 01-08, graded in the sandbox at the level the machine gives and at
+"""Hostile submissions for sets 01-09, graded in the sandbox at the level the machine gives and at
 the weaker one (`--allow-unsandboxed`, as in a default Docker container): every escape class of
 issue 22 against every set, and a correct submission that still gets full marks.
 
@@ -10,10 +10,12 @@ cell, on a `threading` thread and on a raw `_thread`, a forbidden function calle
 exec'd, a renamed and reformatted copy, and the named equivalents (method forms, the kernels under
 the Python wrappers, the scipy/scikit-learn/transformers twins, `torch.distributions`; in set 01,
 whose only forbidden code is the library's tokenizers module, its other twins: the package's
-re-exports, byte-level BPE decoding for characters, the fast `_merge_at`).
+re-exports, byte-level BPE decoding for characters, the fast `_merge_at`). Set 09: four notebooks the
+same way, plus the library's routes outside `minilm.align` (`minilm.models.base.lm_loss`, the
+per-token scorer `minilm.bias.likelihood.token_log_probs` behind a model that returns the given logits).
 
 Starting the sandbox (the zygotes) is most of the cost, so every set is graded with the same two
-zygotes: one start per isolation level for the eight sets.
+zygotes: one start per isolation level for the nine sets.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ import test_grading_forbid_construction as construction
 from minilm.grading.sets import get_set
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = {**construction.SETS, "01": "01_text_tokens", "02": "02_bigram_mlp", "03": "03_rnn_lstm", "04": "04_attention", "05": "05_pretraining"}
+SETS = {**construction.SETS, "01": "01_text_tokens", "02": "02_bigram_mlp", "03": "03_rnn_lstm", "04": "04_attention", "05": "05_pretraining",
+        "09": "09_assistant"}
 FUTURE = "from __future__ import annotations  # the library's type hints name its own classes\n"
 NOT_ALLOWED, COPY, FORKED = "not allowed in this exercise", "copy of", "raised PermissionError"
 
@@ -557,7 +560,146 @@ S05 = {
                           "    return sum(dataset_loss(m, type('D', (), {'x': x, 'y': y})()) for x, y in batches) / len(batches)\n"),
     },
 }
-HOSTILE = {"01": S01, "02": S02, "03": S03, "04": S04, "05": S05}
+
+# ---------------------------------------------------------------- set 09
+_AL = "minilm.align"  # forbidden as a whole in every exercise of set 09
+_CHAT = textwrap.dedent('''\
+    from minilm.align.template import ASSISTANT, END, ROLES  # plain strings: no code
+
+
+    class Tok:  # what render reads of a ChatTokenizer: ids travel as characters
+        def __init__(self, specials):
+            self.ids = {**{ROLES[r]: i for r, i in specials.items() if r in ROLES}, END: specials["end"]}
+
+        def encode(self, text):
+            return [ord(c) - 256 for c in text]
+
+        def id(self, special):
+            return self.ids[special]
+
+
+    def talk(messages):
+        return [{"role": r, "content": "".join(chr(256 + i) for i in c)} for r, c in messages]
+    ''')
+_SFT_TARGETS = "torch.where(mask[:, 1:].bool(), ids[:, 1:], -1)"  # -1 where not trained
+_VERDICT = "{'form': v.form, 'heads': v.heads, 'passed': v.passed}"
+_DPO = "pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta"
+S09 = {
+    "s09_threads_fork_pasted": {
+        "extra": FORK.replace("{compute}", f"__import__('{_AL}.rl', fromlist=['x']).group_advantages"),
+        "render_mask": (COPY, FUTURE + _CHAT + "\n" + _src(f"{_AL}.template.render", 3)
+                        + "\n\ndef render_mask(messages, specials):\n    return list(render(talk(messages), Tok(specials)))\n"),
+        "masked_sft_loss": (NOT_ALLOWED, _thread(False, "masked_sft_loss", "logits, ids, mask", f"{_AL}.sft.sft_loss(logits, {_SFT_TARGETS})")
+                            .replace("import threading", f"import threading, {_AL}.sft")),
+        "sequence_logprob": (NOT_ALLOWED, _thread(True, "sequence_logprob", "logits, targets", f"{_AL}.dpo.sequence_logprobs(logits, targets)")
+                             .replace("import _thread", f"import _thread, {_AL}.dpo")),
+        "dpo_loss": (NOT_ALLOWED, (f"import functools\nfrom {_AL}.dpo import dpo_loss as library\n\ndef dpo_loss({_DPO}):\n"
+                     "    return functools.partial(library, beta=beta)(pi_chosen, pi_rejected, ref_chosen, ref_rejected)[0]  # from C\n")),
+        "group_advantages": (FORKED, "def group_advantages(rewards, eps):\n    return SERVER(rewards, eps)\n"),
+        "check_acrostic": (NOT_ALLOWED, (f"from {_AL}.verifier import check\n\ndef check_acrostic(answer, heads):\n"
+                           f"    v = next(map(check, [answer], [heads]))  # called from C\n    return {_VERDICT}\n")),
+    },
+    "s09_exec_module_renamed_twins": {
+        "render_mask": (COPY, _CHAT + _exec_module(f"{_AL}.template", _AL)
+                        + "\n\ndef render_mask(messages, specials):\n    return list(_ns['render'](talk(messages), Tok(specials)))\n"),
+        "masked_sft_loss": (NOT_ALLOWED, ("import torch\n\ndef masked_sft_loss(logits, ids, mask):  # the kernel under F.cross_entropy\n"
+                            f"    t = {_SFT_TARGETS}.reshape(-1)\n"
+                            "    return torch.nan_to_num(torch._C._nn.cross_entropy_loss(logits.reshape(t.shape[0], -1).float(), t, None, 1, -1, 0.0))\n")),
+        "sequence_logprob": (NOT_ALLOWED, ("import torch.nn.functional as F\n\ndef sequence_logprob(logits, targets):\n"
+                             "    logp = logits.float().log_softmax(-1).transpose(1, 2)  # (B, V, T)\n"
+                             "    return -F.nll_loss(logp, targets, ignore_index=-1, reduction='none').sum(-1)\n")),
+        "group_advantages": (COPY, textwrap.dedent('''\
+            def group_advantages(r, eps=1e-6):
+                """Mine."""
+                if r.dim() != 2:
+                    raise ValueError(
+                        f"rewards must be (prompts, group size), got shape {tuple(r.shape)}"
+                    )
+                m = r.mean(dim=1, keepdim=True)
+                s = r.std(dim=1, keepdim=True, unbiased=False)
+                return (r - m) / (s + eps)
+            ''')),
+        "check_acrostic": (COPY, textwrap.dedent('''\
+            import re
+            from dataclasses import dataclass
+
+            CJK = "[\\u4e00-\\u9fff]"
+            SHAPE = re.compile(f"^({CJK}{{5}})，({CJK}{{5}})。({CJK}{{5}})，({CJK}{{5}})。$")
+            FOUR = 4
+
+
+            @dataclass(frozen=True)
+            class V:
+                form: bool
+                heads: int
+                passed: bool
+
+
+            def ok_heads(h):
+                if not re.fullmatch(f"{CJK}{{{FOUR}}}", h or ""):
+                    raise ValueError(f"bad heads {h!r}")
+
+
+            def pieces(a):
+                return [x for x in re.split("[，。]", a) if x]
+
+
+            def verdict(a, h):
+                ok_heads(h)
+                f = SHAPE.match(a) is not None
+                ls = pieces(a)
+                n = sum(1 for i, x in enumerate(ls[:FOUR]) if x[0] == h[i])
+                return V(form=f, heads=n, passed=f and n == FOUR)
+
+
+            def check_acrostic(answer, heads):
+                v = verdict(answer, heads)
+                return {"form": v.form, "heads": v.heads, "passed": v.passed}
+            ''')),
+    },
+    "s09_equivalents_c_callers": {
+        "render_mask": (NOT_ALLOWED, (_CHAT + f"import functools\nfrom {_AL}.template import render\n\n\ndef render_mask(messages, specials):\n"
+                        "    return list(functools.partial(render)(talk(messages), Tok(specials)))  # called from C\n")),
+        "masked_sft_loss": (NOT_ALLOWED, ("import torch\n\ndef masked_sft_loss(logits, ids, mask):\n"
+                            "    keep = mask[:, 1:].bool()\n"
+                            "    logp = torch.distributions.Categorical(logits=logits.float()).log_prob(ids[:, 1:])  # (B, L-1)\n"
+                            "    return -(logp * keep).sum() / keep.sum().clamp(min=1)\n")),
+        "sequence_logprob": (NOT_ALLOWED, ("import torch\n\ndef sequence_logprob(logits, targets):  # the ATen operator under F.nll_loss\n"
+                             "    B, T, V = logits.shape\n    logp = logits.float().log_softmax(-1).reshape(B * T, V)\n"
+                             "    return -torch.ops.aten.nll_loss_nd(logp, targets.reshape(-1), None, 0, -1).reshape(B, T).sum(-1)\n")),
+        "dpo_loss": (COPY, _exec_module(f"{_AL}.dpo", _AL) + f"\n\ndef dpo_loss({_DPO}):\n"
+                     "    return _ns['dpo_loss'](pi_chosen, pi_rejected, ref_chosen, ref_rejected, beta)[0]\n"),
+        "group_advantages": (NOT_ALLOWED, _thread(True, "group_advantages", "rewards, eps", f"{_AL}.rl.group_advantages(rewards, eps)")
+                             .replace("import _thread", f"import _thread, {_AL}.rl")),
+        "check_acrostic": (NOT_ALLOWED, _thread(False, "check_acrostic", "answer, heads", f"{_AL}.verifier.check(answer, heads)",
+                           _VERDICT.replace("v.", 'box["out"].')).replace("import threading", f"import threading, {_AL}.verifier")),
+    },
+    "s09_library_routes": {  # the library's other code that computes the answer
+        "masked_sft_loss": (NOT_ALLOWED, ("import torch\nfrom minilm.models.base import lm_loss  # F.cross_entropy with ignore_index=-1\n\n"
+                            f"def masked_sft_loss(logits, ids, mask):\n    return torch.nan_to_num(lm_loss(logits, {_SFT_TARGETS}))\n")),
+        "sequence_logprob": (NOT_ALLOWED, textwrap.dedent('''\
+            import torch
+            from minilm.bias.likelihood import token_log_probs  # log p(target) at every position
+
+
+            class Rows(torch.nn.Module):  # row b's logits, for the sequence that starts with b
+                def __init__(self, logits):
+                    super().__init__()
+                    self.logits = torch.nn.Parameter(logits.float(), requires_grad=False)
+
+                def forward(self, idx):
+                    return self.logits[idx[:, 0]][:, : idx.shape[1]]
+
+
+            def sequence_logprob(logits, targets):
+                B, T, _ = logits.shape
+                rows = [[b, *t.clamp(min=0).tolist()] for b, t in enumerate(targets)]
+                logp = torch.stack(token_log_probs(Rows(logits), rows, block_size=T))  # (B, T)
+                return (logp * (targets >= 0)).sum(-1)
+            ''')),
+    },
+}
+HOSTILE = {"01": S01, "02": S02, "03": S03, "04": S04, "05": S05, "09": S09}
 
 
 def _notebook(set_id: str, answers: dict[str, str], extra: str = "") -> nbformat.NotebookNode:
@@ -677,7 +819,7 @@ def sandboxed(tmp_path_factory):
     return grade_sets(subs, tmp_path_factory.mktemp("out")), expected
 
 
-@pytest.mark.slow  # one sandbox start and 68 notebooks for the eight sets: about a minute on 2 cores
+@pytest.mark.slow  # one sandbox start and 73 notebooks for the nine sets: about a minute on 2 cores
 @pytest.mark.parametrize("set_id", sorted(SETS))
 def test_hostile_submissions_score_nothing_on_what_they_attack_in_the_sandbox(set_id, sandboxed):
     report, expected = sandboxed

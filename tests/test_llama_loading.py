@@ -227,7 +227,11 @@ def test_the_converted_model_cache_round_trips_weights_and_tokenizer(tmp_path):
     model = GPT(GPTConfig.modern(block_size=16, vocab_size=6, n_layer=2, n_head=3, n_embd=30, n_kv_head=1)).eval()
     folder = tmp_path / "smollm2-test"
     llama._save_converted(folder, model, tok)
-    assert not folder.with_name(folder.name + ".partial").exists()
+    assert not list(folder.parent.glob(folder.name + ".partial*"))
+    before = (folder / "model.pt").stat().st_mtime_ns
+    llama._save_converted(folder, model, tok)  # as a second process converting at the same time would
+    assert (folder / "model.pt").stat().st_mtime_ns == before  # the first folder stays: a reader is safe
+    assert not list(folder.parent.glob(folder.name + ".partial*"))
     again, tok2 = llama._load_converted(folder)
     ids = torch.tensor([tok2.encode("the cat sat on the mat")])
     assert ids.tolist() == [tok.encode("the cat sat on the mat")]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -218,7 +219,7 @@ def cached_lora(name: str, key: dict, model: nn.Module, build: Callable[[], dict
     seconds = time.perf_counter() - t0
     lora = {n: p.detach().cpu() for n, p in model.named_parameters() if p.requires_grad}
     file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(".partial")
+    tmp = file.with_name(f"{file.name}.partial-{os.getpid()}")  # one per process: concurrent runs never mix
     torch.save({"lora": lora, "history": history, "seconds": seconds, "key": key}, tmp)
     tmp.replace(file)  # atomic: an interrupted run leaves no half file under the real name
     return history, {"seconds": seconds, "cached": False}

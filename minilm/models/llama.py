@@ -254,18 +254,27 @@ def _load_converted(folder: Path):
 
 
 def _save_converted(folder: Path, model: GPT, tok) -> None:
-    """model.pt and tokenizer/ written into a temporary folder, then renamed: never half a cache."""
+    """model.pt and tokenizer/ written into a temporary folder of this process, then renamed: never half a
+    cache. Processes converting at the same time (the test suite's workers) each write their own folder; the
+    first rename wins and the others discard theirs, so a folder another process reads is never removed."""
+    import os
     import shutil
     from dataclasses import asdict
 
-    tmp = folder.with_name(folder.name + ".partial")
+    tmp = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     state = {k: v for k, v in model.state_dict().items() if not k.endswith(("rope_cos", "rope_sin"))}
     torch.save({"config": asdict(model.config), "state_dict": state}, tmp / "model.pt")
     tok.save_pretrained(str(tmp / "tokenizer"))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    try:
+        tmp.rename(folder)  # atomic; fails when another process has put a complete folder there first
+    except OSError:
+        if (folder / "model.pt").exists():  # another process finished first: keep its folder
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:  # a broken folder of an earlier run: replace it
+            shutil.rmtree(folder, ignore_errors=True)
+            tmp.rename(folder)
 
 
 def load_smollm2(source: str | Path | None = None, device: torch.device | str | None = None,

@@ -19,6 +19,7 @@ from .builders import f32, i64, randint, randn
 from .equivalents import forbid
 
 _ALIGN = ("minilm.align", "trl")  # the library's twins, and an alignment library if one is installed
+_SCORER = "minilm.bias.likelihood"  # token_log_probs: log p(target) at every position, the twin outside minilm.align
 _SPECIALS = {"system": 10, "user": 11, "assistant": 12, "end": 13}
 _POEM = "春眠不覺曉，處處聞啼鳥。夜來風雨聲，花落知多少。"
 _HAN = "山水風月花雲春秋日夜天地人心江城"  # characters for the drawn poems
@@ -128,7 +129,7 @@ SET = ExerciseSet(
             "with a user turn, two sets of special ids",
         ),
         Exercise(
-            id="masked_sft_loss", points=2, forbidden=forbid("negative log-likelihood", library=_ALIGN),
+            id="masked_sft_loss", points=2, forbidden=forbid("negative log-likelihood", library=(*_ALIGN, _SCORER)),
             **TOL_FLOAT32_SUMS,
             public=(
                 Case((torch.log(f32([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]])), i64([[2, 0, 1, 2]]),
@@ -145,7 +146,7 @@ SET = ExerciseSet(
             "a row that trains nothing",
         ),
         Exercise(
-            id="sequence_logprob", points=1, forbidden=forbid("negative log-likelihood", library=_ALIGN),
+            id="sequence_logprob", points=1, forbidden=forbid("negative log-likelihood", library=(*_ALIGN, _SCORER)),
             **TOL_FLOAT32_SUMS,
             public=(
                 Case((torch.log(f32([[[0.5, 0.25, 0.25], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]]])), i64([[-1, 1, 2]])),
