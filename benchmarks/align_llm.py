@@ -72,7 +72,7 @@ def dpo_figures(model, tok, items, split: str, r, ref) -> dict:
 
 def reference(model, tok, items, split: str, r):
     pairs = preference_pairs(tok, items[split][:getattr(r, f"n_{split}")])
-    return reference_logprobs(model, pairs, pad_id(tok), "cpu", r.dpo_batch)
+    return reference_logprobs(model, pairs, pad_id(tok), next(model.parameters()).device, r.dpo_batch)
 
 
 def run(r, read_test: bool) -> dict:

@@ -37,12 +37,13 @@ from ..models.llama import LOADER_VERSION, SMOLLM2_BYTES, SMOLLM2_FILE
 from ..presets import preset as active_preset
 from ..recipes import settings
 from ..training.loop import TrainConfig, train
+from .chat import IM_END
 from .dpo import Pair, pair_xy, train_dpo
 from .sft import pad_batch, sft_loss
 
 DATASET = "instruct"
 FILES = {False: "instruct/instruction-data.json", True: "instruct/instruction-data-with-preference.json"}
-END_OF_TURN = "<|im_end|>"  # SmolLM2's (ChatML's) end of a turn
+END_OF_TURN = IM_END  # SmolLM2's (ChatML's) end of a turn: the chat panel's, one constant
 LORA_TARGETS = r"attn\.(c_attn|c_proj)$|mlp\.(c_fc|c_proj)$"  # every matrix of every block
 
 
