@@ -838,6 +838,10 @@ def readable_python() -> tuple[str | None, str]:
     Made once per process from /usr/bin/python3 (a venv that adds this environment's site-packages)
     in a folder removed at exit."""
     here = Path(sys.executable)
+    if os.geteuid() == 0 and not construction._others_can_run((ROOT / "minilm").resolve()):
+        return None, (f"as root, this checkout ({ROOT}) is not readable by other users (a clone in a mode-700 "
+                      "folder such as `mktemp -d` makes): the weaker level's child uid cannot import minilm from it, "
+                      "and the grader refuses, as it should; clone into a folder others may read to run this test")
     if os.geteuid() != 0 or construction._others_can_run(here.resolve()):
         return sys.executable, ""
     if _READABLE:
