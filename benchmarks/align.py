@@ -38,7 +38,8 @@ from minilm.align.pipeline import (
 from minilm.presets import preset as active_preset
 
 SWEEPS = {  # name -> list of overrides, each run on the validation instructions
-    "sft": [{"max_steps": s, "learning_rate": lr} for s in (600, 1500) for lr in (3e-4, 1e-3, 3e-3)],
+    "sft": [{"max_steps": s, "learning_rate": lr} for s in (600, 1500) for lr in (3e-4, 1e-3, 3e-3)]
+    + [{"max_steps": s, "random_heads": h} for s in (600, 1000) for h in (0.0, 0.25, 0.5, 1.0)],
     "dpo": [{"lr": lr, "beta": b} for lr in (1e-5, 3e-5, 1e-4) for b in (0.1, 0.5)]
     + [{"lr": lr, "beta": 0.1, "nll": 1.0} for lr in (1e-5, 3e-5, 1e-4)],
     "rl": [{"lr": lr, "kl": kl} for lr in (1e-5, 3e-5, 1e-4) for kl in (0.0, 0.05)],
@@ -54,9 +55,10 @@ def sweep(name: str, preset: str, device: str) -> list[dict]:
     rows = []
     for overrides in SWEEPS[name]:
         if name == "sft":
-            lr = overrides["learning_rate"]
+            lr = overrides.get("learning_rate", r.sft.learning_rate)
             model, hist, info = run_sft(base, tok, splits, r, device, preset, progress=False, min_lr=lr / 10,
-                                        warmup_steps=max(1, overrides["max_steps"] // 20), **overrides)
+                                        warmup_steps=max(1, overrides["max_steps"] // 20),
+                                        **{"learning_rate": lr, "random_heads": 0.0, **overrides})
             extra = {"masked_val_loss": hist.val_loss[-1]}
         elif name == "dpo":
             model, hist, info = run_dpo(sft, tok, splits, r, device, preset, progress=False, **overrides)

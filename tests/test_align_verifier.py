@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from minilm.align.task import Task, acrostic_splits, complete, pass_rate, quatrain_of
+from minilm.align.task import (
+    Task,
+    acrostic_splits,
+    complete,
+    pass_rate,
+    quatrain_of,
+    with_random_heads,
+)
 from minilm.align.template import END, ChatTokenizer, grow_vocab
-from minilm.align.verifier import check, heads_of, reward
+from minilm.align.verifier import check, heads_of, lines_of, reward
 from minilm.data.tokenizers import CharTokenizer
 from minilm.models.gpt import GPT, GPTConfig
 
@@ -59,6 +66,27 @@ def test_splits_hold_out_unseen_poems_and_heads():
     assert [t.heads for t in splits["val"]] == ["日月甲己"] and [t.heads for t in splits["test"]] == ["風雲甲己"]
     with pytest.raises(ValueError, match="held-out"):
         acrostic_splits(text, n_val=3, n_test=1, val_fraction=0.5)
+    skipped = acrostic_splits(text, n_val=1, n_test=1, val_fraction=0.5, test_skip=1)  # a retired test split
+    assert skipped["val"] == splits["val"] and [t.heads for t in skipped["test"]] == ["山水甲己"]
+    with pytest.raises(ValueError, match="test_skip=2"):
+        acrostic_splits(text, n_val=1, n_test=1, val_fraction=0.5, test_skip=2)
+
+
+def test_random_heads_are_copied_into_the_poem():
+    poems = [f"{a}二三四五，{b}七八九十。甲乙丙丁戊，己庚辛壬癸。" for a, b in ["一六", "春秋", "夏冬", "日月"] * 25]
+    tasks = [Task(heads_of(p), quatrain_of(p)) for p in poems]
+    alphabet = "天地玄黃宇宙洪荒"
+    out = with_random_heads(tasks, 0.5, alphabet, seed=3)
+    changed = [(a, b) for a, b in zip(tasks, out, strict=True) if a != b]
+    assert 30 <= len(changed) <= 70  # about half, seeded
+    for old, new in changed:
+        assert set(new.heads) <= set(alphabet) and heads_of(new.poem) == new.heads and check(new.poem, new.heads).passed
+        assert [line[1:] for line in lines_of(new.poem)] == [line[1:] for line in lines_of(old.poem)]
+    assert with_random_heads(tasks, 0.5, alphabet, seed=3) == out and with_random_heads(tasks, 0.0, "") == tasks
+    with pytest.raises(ValueError, match="fraction"):
+        with_random_heads(tasks, 1.5, alphabet)
+    with pytest.raises(ValueError, match="alphabet"):
+        with_random_heads(tasks, 0.5, "")
 
 
 def test_complete_and_pass_rate_on_a_model_that_knows_one_answer():

@@ -5,7 +5,8 @@
 - `sft`: `masked_targets`, `sft_loss`, `pad_batch`, `sft_batches` (for the course's training loop), `masked_loss`
 - `verifier`: the acrostic quatrain's checker, `check` -> `Verdict`, `reward`, `heads_of`
 - `task`: `Task`, `acrostic_splits` (instructions from the Tang corpus, held-out ones from unseen poems),
-  `complete` (batched KV-cache answers), `pass_rate` (the notebook's one metric)
+  `with_random_heads` (SFT examples whose heads can only be copied), `complete` (batched KV-cache answers),
+  `pass_rate` (the notebook's one metric)
 - `dpo`: `token_logprobs`, `sequence_logprobs`, `dpo_loss`, `make_pairs`, `train_dpo`
 - `rl`: `group_advantages`, `clipped_policy_loss`, `kl_to_reference`, `rollout`, `train_grpo`
 - `pipeline`: the chain on the course's Tang GPT, each stage cached: `chat_base`, `run_sft`, `run_dpo`,
@@ -20,7 +21,7 @@ from .chat import chat_format
 from .dpo import LOG2, Pair, dpo_loss, make_pairs, sequence_logprobs, token_logprobs, train_dpo
 from .rl import clipped_policy_loss, group_advantages, kl_to_reference, rollout, train_grpo
 from .sft import masked_loss, masked_targets, pad_batch, sft_batches, sft_loss
-from .task import Task, acrostic_splits, complete, pass_rate
+from .task import Task, acrostic_splits, complete, pass_rate, with_random_heads
 from .template import (
     ASSISTANT,
     END,
@@ -40,5 +41,5 @@ __all__ = [
     "grow_vocab",
     "heads_of", "kl_to_reference", "make_pairs", "masked_loss", "masked_targets", "pad_batch", "pass_rate",
     "prompt_ids", "render", "reward", "rollout", "sequence_logprobs", "sft_batches", "sft_loss", "token_logprobs",
-    "train_dpo", "train_grpo",
+    "train_dpo", "train_grpo", "with_random_heads",
 ]

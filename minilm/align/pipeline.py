@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -33,11 +34,12 @@ from ..training.zoo import VAL_FRACTION, load_model, pretrained_gpt
 from .dpo import Pair, make_pairs, train_dpo
 from .rl import train_grpo
 from .sft import sft_batches
-from .task import Task, acrostic_splits, sft_example
+from .task import Task, acrostic_splits, sft_example, with_random_heads
 from .template import END, ChatTokenizer, grow_vocab
-from .verifier import reward
+from .verifier import HAN, reward
 
 DATASET = "tang"
+HAN_CHAR = re.compile(HAN)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class AlignRecipe:
     rl_group: int  # answers per prompt (the group)
     rl_kl: float  # KL coefficient to the SFT model
     rl_temperature: float  # sampling temperature of the groups
+    test_skip: int = 0  # held-out instructions passed over before the test ones (a retired test split)
+    sft_random_heads: float = 0.0  # share of SFT examples whose heads are random characters (task.with_random_heads)
 
 
 def recipe_for(preset: str | None = None) -> AlignRecipe:
@@ -84,7 +88,7 @@ def chat_base(preset: str | None = None, device: torch.device | str | None = Non
 
 def task_splits(r: AlignRecipe) -> dict[str, list[Task]]:
     """The recipe's train / val / test instructions (test: from poems pretraining never saw)."""
-    return acrostic_splits(load_text(DATASET), r.n_val, r.n_test, VAL_FRACTION, r.n_train)
+    return acrostic_splits(load_text(DATASET), r.n_val, r.n_test, VAL_FRACTION, r.n_train, r.test_skip)
 
 
 @torch.no_grad()
@@ -143,14 +147,24 @@ def _key(parent: nn.Module, r: AlignRecipe, splits: dict[str, list[Task]], **set
     return {"parent": fingerprint(parent), "data": data, "n_val": r.n_val, **settings}
 
 
+def head_alphabet() -> str:
+    """Every Chinese character of the pretraining part of the Tang text, sorted: where random heads come from."""
+    text = load_text(DATASET)
+    return "".join(sorted(set(HAN_CHAR.findall(text[:round(len(text) * (1 - VAL_FRACTION))]))))
+
+
 def run_sft(base: nn.Module, tok: ChatTokenizer, splits: dict[str, list[Task]], r: AlignRecipe,
             device: torch.device | str | None = None, preset: str | None = None, progress: bool = True,
-            **overrides) -> tuple[nn.Module, History, dict]:
+            random_heads: float | None = None, **overrides) -> tuple[nn.Module, History, dict]:
     """(SFT model, its History (masked train/val loss), info (cached_stage's)): a copy of `base` fine-tuned on the
-    training instructions' conversations with the masked loss; overrides go to the TrainConfig."""
+    training instructions' conversations with the masked loss; overrides go to the TrainConfig. random_heads:
+    the share of training instructions given random heads (default: the recipe's sft_random_heads)."""
     device = torch.device(device) if device is not None else get_device(verbose=False)
     cfg = replace(r.sft, **overrides)
-    examples = {s: [sft_example(t, tok, base.block_size + 1) for t in splits[s]] for s in ("train", "val")}
+    share = r.sft_random_heads if random_heads is None else random_heads
+    train_tasks = with_random_heads(splits["train"], share, head_alphabet(), seed=0) if share else splits["train"]
+    examples = {"train": [sft_example(t, tok, base.block_size + 1) for t in train_tasks],
+                "val": [sft_example(t, tok, base.block_size + 1) for t in splits["val"]]}
 
     def build() -> tuple[nn.Module, dict]:
         set_seed(0)
@@ -159,7 +173,8 @@ def run_sft(base: nn.Module, tok: ChatTokenizer, splits: dict[str, list[Task]], 
         history = train(model, get, replace(cfg, progress=progress), device, generator=gen)
         return model, asdict(history)
 
-    key = _key(base, r, splits, sft=asdict(replace(cfg, progress=True)), batch=r.sft_batch)
+    key = _key(base, r, splits, sft=asdict(replace(cfg, progress=True)), batch=r.sft_batch,
+               **({"random_heads": share} if share else {}))  # 0: the key it had before the option
     model, history, info = cached_stage("tang-sft", key, build, tok, device, preset, progress)
     return model, History.from_dict(history), info
 

@@ -8,6 +8,7 @@ rate of a model answering them.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,13 +46,15 @@ def quatrain_of(poem: str) -> str:
 
 
 def acrostic_splits(text: str, n_val: int, n_test: int, val_fraction: float = 0.1,
-                    n_train: int | None = None) -> dict[str, list[Task]]:
+                    n_train: int | None = None, test_skip: int = 0) -> dict[str, list[Task]]:
     """{"train", "val", "test"}: tasks from the poems (one per line) of `text`.
 
     Pretraining (minilm.training.zoo) trains on the first 1 - val_fraction of the text; poems wholly
     inside it give the training tasks, poems wholly after it give the validation tasks (the first n_val)
     and the test tasks (the next n_test), so no model of the course saw a held-out poem. Held-out tasks
-    whose heads also head a training task are dropped: a held-out instruction is never seen in training."""
+    whose heads also head a training task are dropped: a held-out instruction is never seen in training.
+    `test_skip`: held-out tasks passed over between validation and test (a test split retired once it was read:
+    the next one has never been seen by anyone)."""
     cut = round(len(text) * (1 - val_fraction))  # the pretraining split, in characters
     train, held, start = [], [], 0
     for line in text.split("\n"):
@@ -65,10 +68,33 @@ def acrostic_splits(text: str, n_val: int, n_test: int, val_fraction: float = 0.
         start = end + 1
     seen = {t.heads for t in train}
     held = [t for t in held if t.heads not in seen]
-    if len(held) < n_val + n_test:
-        raise ValueError(f"only {len(held)} held-out poems for n_val={n_val} + n_test={n_test}")
+    if len(held) < n_val + test_skip + n_test:
+        raise ValueError(f"only {len(held)} held-out poems for n_val={n_val} + test_skip={test_skip} + "
+                         f"n_test={n_test}")
+    start = n_val + test_skip
     return {"train": train[:n_train] if n_train else train, "val": held[:n_val],
-            "test": held[n_val:n_val + n_test]}
+            "test": held[start:start + n_test]}
+
+
+def with_random_heads(tasks: Sequence[Task], fraction: float, alphabet: str, seed: int = 0) -> list[Task]:
+    """A copy of `tasks` in which a seeded `fraction` of them have each line's first character replaced by a
+    character drawn uniformly from `alphabet` (the heads changed to match): SFT examples that can only be
+    answered by copying the heads, rare characters included, not by writing a likely line start."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    if fraction and not alphabet:
+        raise ValueError("an empty alphabet: give the characters to draw the heads from")
+    rng = random.Random(seed)
+    out = []
+    for task in tasks:
+        if rng.random() >= fraction:
+            out.append(task)
+            continue
+        lines = lines_of(task.poem)
+        heads = "".join(rng.choice(alphabet) for _ in lines)
+        new = [h + line[1:] for h, line in zip(heads, lines, strict=True)]
+        out.append(Task(heads, f"{new[0]}，{new[1]}。{new[2]}，{new[3]}。"))
+    return out
 
 
 def sft_example(task: Task, tok: ChatTokenizer, max_len: int, system: str = "") -> tuple[list[int], list[int]]:
