@@ -178,6 +178,8 @@ ALIGN: dict[str, dict[str, Any]] = {
 # reward margin, preference accuracy, training seconds): 256 pairs x 32 steps of 8 at lr 1e-3: 2.20, 85.5 %,
 # 452 s (a busy machine); lr 3e-3: 4.26, 83.6 %, 263 s; 512 pairs x 64 steps at lr 1e-3: 4.24, 85.5 %, 470 s
 # (chosen: the best accuracy, then the larger margin). No setting tried reached 90 % within 10 minutes.
+# LoRA rank 16 (alpha 16), 512 x 64 at lr 1e-3: 4.20, 89.1 % (49 of 55 pairs), 849 s at one thread (over the
+# 10 minutes; 2 pairs more than rank 8: within the noise): not adopted.
 # SFT, 40 steps of 8 of the first 320 training answers (masked validation loss from 1.314; exact match on the
 # 4 validation items with short answers from 0 %): lr 1e-3: 0.917, 0 %, 93 s; lr 3e-3: 1.029, 25 %, 97 s
 # (chosen: the lower masked loss, the criterion fixed before the sweep; 4 items are too few to choose by).
