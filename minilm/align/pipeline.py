@@ -162,11 +162,11 @@ def run_sft(base: nn.Module, tok: ChatTokenizer, splits: dict[str, list[Task]], 
     device = torch.device(device) if device is not None else get_device(verbose=False)
     cfg = replace(r.sft, **overrides)
     share = r.sft_random_heads if random_heads is None else random_heads
-    train_tasks = with_random_heads(splits["train"], share, head_alphabet(), seed=0) if share else splits["train"]
-    examples = {"train": [sft_example(t, tok, base.block_size + 1) for t in train_tasks],
-                "val": [sft_example(t, tok, base.block_size + 1) for t in splits["val"]]}
 
-    def build() -> tuple[nn.Module, dict]:
+    def build() -> tuple[nn.Module, dict]:  # only when the stage is not in the cache
+        train_tasks = with_random_heads(splits["train"], share, head_alphabet(), seed=0) if share else splits["train"]
+        examples = {"train": [sft_example(t, tok, base.block_size + 1) for t in train_tasks],
+                    "val": [sft_example(t, tok, base.block_size + 1) for t in splits["val"]]}
         set_seed(0)
         model = copy.deepcopy(base).to(device)
         get, gen = sft_batches(examples["train"], examples["val"], r.sft_batch, tok.id(END), device)

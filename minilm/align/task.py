@@ -71,9 +71,9 @@ def acrostic_splits(text: str, n_val: int, n_test: int, val_fraction: float = 0.
     if len(held) < n_val + test_skip + n_test:
         raise ValueError(f"only {len(held)} held-out poems for n_val={n_val} + test_skip={test_skip} + "
                          f"n_test={n_test}")
-    start = n_val + test_skip
+    first_test = n_val + test_skip
     return {"train": train[:n_train] if n_train else train, "val": held[:n_val],
-            "test": held[start:start + n_test]}
+            "test": held[first_test:first_test + n_test]}
 
 
 def with_random_heads(tasks: Sequence[Task], fraction: float, alphabet: str, seed: int = 0) -> list[Task]:
