@@ -7,7 +7,9 @@
 
 The protocol: every setting in minilm.recipes.ALIGN was chosen on the validation instructions (the sweeps
 print validation figures only); the default run reads the test instructions once per stage, after all
-training. Stages are cached (cache_root()/models/tang-*.pt): a stage's time is the time it took when it was
+training. "DPO above SFT" and "RL 15 points above SFT" are judged on the paired difference over the same test
+instructions with its 95 % interval (minilm.align.pass_gap): met only when the interval lies above 0 (and,
+for RL, the difference is at least 15 points); a gap whose interval covers 0 is "no difference measured". Stages are cached (cache_root()/models/tang-*.pt): a stage's time is the time it took when it was
 built, stored with it; pass --fresh to rebuild every stage of this run (a fresh cache folder).
 A target not met is printed NOT MET with the measured figure.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 # benchmarks/tokenizers.py would shadow Hugging Face's `tokenizers` package: drop this folder from sys.path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from minilm.align import pass_rate
+from minilm.align import pass_gap, pass_rate, passes
 from minilm.align.pipeline import (
     chat_base,
     plain_val_loss,
@@ -91,9 +93,12 @@ def run(preset: str, device: str) -> dict:
     for name, model, info in (("base", base, {"seconds": 0.0}), ("sft", sft, sft_info), ("dpo", dpo, dpo_info),
                               ("rl", rl, rl_info)):
         figures[f"{name}_val_pass_rate"] = pass_rate(model, tok, splits["val"], device)[0]
-        figures[f"{name}_test_pass_rate"] = pass_rate(model, tok, splits["test"], device)[0]
+        figures[f"{name}_test_pass_rate"], answers = pass_rate(model, tok, splits["test"], device)
+        figures[f"{name}_test_passed"] = passes(answers, splits["test"])
         figures[f"{name}_plain_loss"] = plain_val_loss(model, val_data)
         figures[f"{name}_seconds"] = info["seconds"]
+    for name in ("dpo", "rl"):  # against SFT, instruction by instruction (the 95 % interval of the difference)
+        figures[f"{name}_minus_sft"] = pass_gap(figures[f"{name}_test_passed"], figures["sft_test_passed"])
     figures["total_seconds"] = time.perf_counter() - t0
     return figures
 
@@ -109,9 +114,14 @@ def report(f: dict) -> None:
     sft = f["sft_test_pass_rate"]
     line("base: test pass rate", f"{f['base_test_pass_rate']:.1%}", "< 10 %", f["base_test_pass_rate"] < 0.10)
     line("SFT: test pass rate", f"{sft:.1%}", ">= 60 %", sft >= 0.60)
-    line("DPO: test pass rate", f"{f['dpo_test_pass_rate']:.1%}", f"> SFT ({sft:.1%})", f["dpo_test_pass_rate"] > sft)
-    line("RL: test pass rate", f"{f['rl_test_pass_rate']:.1%}", f">= SFT + 15 ({sft + 0.15:.1%})",
-         f["rl_test_pass_rate"] >= sft + 0.15)
+    line("DPO: test pass rate", f"{f['dpo_test_pass_rate']:.1%}", "(the gap below is judged)", None)
+    line("RL: test pass rate", f"{f['rl_test_pass_rate']:.1%}", "(the gap below is judged)", None)
+    for name, target, least in (("dpo", "> 0, interval above 0", 0.0), ("rl", ">= 15, interval above 0", 0.15)):
+        g = f[f"{name}_minus_sft"]
+        line(f"{name.upper()} - SFT (points, 95 % interval)",
+             f"{100 * g['mean']:+.1f} [{100 * g['lo']:+.1f}, {100 * g['hi']:+.1f}]", target,
+             g["verdict"] == "ahead" and g["mean"] >= least)
+        line(f"{name.upper()} - SFT", str(g["verdict"]), "(ahead: the interval lies above 0)", None)
     for stage in ("sft", "dpo", "rl"):
         line(f"{stage.upper()}: training time", f"{f[f'{stage}_seconds']:.0f} s", "<= 300 s", f[f"{stage}_seconds"] <= 300)
     for stage in ("base", "sft", "dpo", "rl"):

@@ -2,6 +2,7 @@
 
     MINILM_DATA_DIR=../shared/data MINILM_PRESET=cpu python benchmarks/align_llm.py [--json out.json]
     MINILM_DATA_DIR=../shared/data MINILM_PRESET=cpu python benchmarks/align_llm.py --sweep dpo_lr=3e-4,1e-3
+    ... --only dpo --set dpo_pairs=935 --set dpo_steps=117 --sweep dpo_lora_layers=None,15   (validation only)
 
 Data: Raschka's chapter 7 items (`instruct`), his split (935 train / 110 test / 55 val). Settings: the preset's
 row of minilm.recipes.ALIGN_LLM (minilm.align.instruct.run_llm_sft / run_llm_dpo, the functions notebook 09 calls).
@@ -119,9 +120,24 @@ def report(out: dict) -> None:
                       f"{'met' if ok else 'NOT met'}")
 
 
+def value(r, name: str, text: str):
+    """`text` as the type of the recipe's field `name`: "None", a bool ("true"/"false"), an int or a float."""
+    if not hasattr(r, name):
+        raise SystemExit(f"unknown ALIGN_LLM setting {name!r}; the settings: {', '.join(r.__dict__)}")
+    if text == "None":
+        return None
+    if isinstance(getattr(r, name), bool):
+        if text.lower() not in ("true", "false"):
+            raise SystemExit(f"{name}={text}: give true or false")
+        return text.lower() == "true"
+    return float(text) if any(c in text for c in ".e") else int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep", help="name=v1,v2 of an ALIGN_LLM setting: validation figures only")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=V",
+                        help="with --sweep: hold another setting at V in every run of the sweep (repeatable)")
     parser.add_argument("--only", choices=("sft", "dpo"), help="run one stage")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
@@ -131,13 +147,18 @@ def main(argv: list[str] | None = None) -> int:
         r = dataclasses.replace(r, dpo_steps=0)
     elif args.only == "dpo":
         r = dataclasses.replace(r, sft_steps=0)
+    if args.set and not args.sweep:
+        raise SystemExit("--set changes the recipe: use it with --sweep (validation only); the plain run reads "
+                         "the test items with the recipe as minilm.recipes.ALIGN_LLM states it")
+    for held in args.set:
+        name, v = held.split("=")
+        r = dataclasses.replace(r, **{name: value(r, name, v)})
     print(f"preset {active_preset().name}, {torch.get_num_threads()} threads: {r}")
     results = []
     if args.sweep:
         name, values = args.sweep.split("=")
-        kind = type(getattr(r, name))
         for v in values.split(","):
-            rv = dataclasses.replace(r, **{name: kind(v)})
+            rv = dataclasses.replace(r, **{name: value(r, name, v)})
             print(f"\n{name} = {v} (validation only)")
             out = run(rv, read_test=False)
             report(out)

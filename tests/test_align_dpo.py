@@ -98,6 +98,30 @@ def test_train_dpo_moves_the_policy_toward_the_chosen_answers():
     assert h2["val_accuracy"][-1] == 1.0 and h2["loss"][0] > hist["loss"][0]  # the SFT term adds to the loss
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shuffled_passes_give_every_pair_once_per_pass(monkeypatch, shuffle):
+    import minilm.align.dpo as dpo_module
+    torch.manual_seed(0)
+    ref = GPT(GPTConfig(block_size=16, vocab_size=10, n_layer=1, n_head=2, n_embd=16)).eval()
+    policy = GPT(ref.config)
+    policy.load_state_dict(ref.state_dict())
+    pairs = [Pair([1, k % 8], [3, 4, 9], [5, 6, 9]) for k in range(1, 7)]  # 6 distinct prompts
+    trained, scored = [], dpo_module.pair_logprobs
+
+    def recording(model, batch, *args):
+        if torch.is_grad_enabled():  # a training step (scoring runs under no_grad)
+            trained.append([pairs.index(p) for p in batch])
+        return scored(model, batch, *args)
+
+    monkeypatch.setattr(dpo_module, "pair_logprobs", recording)
+    train_dpo(policy, ref, pairs, pairs, pad_id=9, device="cpu", steps=9, lr=1e-3, batch_size=4, eval_interval=9,
+              progress=False, shuffle=shuffle)
+    seen = [i for batch in trained for i in batch]  # 36 picks: 6 passes of the 6 pairs when shuffled
+    assert len(trained) == 9 and len(seen) == 36
+    passes = [sorted(seen[k:k + 6]) for k in range(0, 36, 6)]
+    assert (passes == [list(range(6))] * 6) == shuffle  # with replacement, some pass repeats a pair
+
+
 def test_make_pairs_chosen_passes_rejected_fails():
     poem = "春眠不覺曉，處處聞啼鳥。夜來風雨聲，花落知多少。"
     tok = ChatTokenizer(CharTokenizer.from_text(poem + "五言藏頭詩"))

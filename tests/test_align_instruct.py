@@ -5,6 +5,7 @@ chat tokenizer keeps these fast; tests/test_chat.py and notebook 09 run the real
 from __future__ import annotations
 
 import copy
+import re
 from typing import ClassVar
 
 import pytest
@@ -63,9 +64,10 @@ def tiny(seed: int = 0) -> GPT:
 
 
 def recipe(**kw) -> instruct.LLMRecipe:
-    row = {"n_layer": None, "block_size": 96, "lora_rank": 4, "lora_alpha": 8.0, "sft_items": 8, "sft_steps": 6,
-           "sft_lr": 1e-2, "sft_batch": 4, "dpo_pairs": 8, "dpo_steps": 8, "dpo_lr": 1e-2, "dpo_beta": 0.1,
-           "dpo_batch": 4, "n_val": 2, "n_test": 2}
+    row = {"n_layer": None, "block_size": 96, "lora_rank": 4, "lora_alpha": 8.0, "sft_items": 8,
+           "sft_steps": 6, "sft_lr": 1e-2, "sft_batch": 4, "sft_lora_layers": None, "dpo_lora_layers": None,
+           "dpo_pairs": 8, "dpo_steps": 8, "dpo_lr": 1e-2,
+           "dpo_beta": 0.1, "dpo_batch": 4, "dpo_shuffle": False, "n_val": 2, "n_test": 2}
     return instruct.LLMRecipe(**{**row, **kw})
 
 
@@ -182,3 +184,25 @@ def test_a_cached_lora_of_another_shape_is_refused(tmp_path, monkeypatch):
     other = tiny()
     with pytest.raises(ValueError, match="add_lora"):
         instruct.cached_lora("x", {"k": 1}, other, dict, progress=False)  # no LoRA on this one
+
+
+def test_lora_on_the_last_blocks_only_and_dpo_with_a_shuffled_pass(tmp_path, monkeypatch):
+    assert instruct.last_blocks_pattern(30, None) == instruct.LORA_TARGETS
+    regex = re.compile(instruct.last_blocks_pattern(30, 2))
+    assert regex.search("transformer.h.28.attn.c_attn") and regex.search("transformer.h.29.mlp.c_proj")
+    assert not regex.search("transformer.h.27.attn.c_attn") and not regex.search("transformer.h.2.attn.c_attn")
+    assert not regex.search("transformer.h.29.ln_1")
+    for bad in (0, 31):
+        with pytest.raises(ValueError, match="lora_layers"):
+            instruct.last_blocks_pattern(30, bad)
+    model = tiny()  # 2 blocks: LoRA on the last one only
+    trainable, _ = instruct.add_lora(model, 4, 8.0, last=1)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all(".h.1." in n for n in names)
+    assert 2 * trainable == instruct.add_lora(tiny(), 4, 8.0)[0]  # two alike blocks: half the LoRA weights
+    # the recipe's switches reach train_dpo: last-block LoRA + a shuffled pass still learns the pairs
+    monkeypatch.setenv("MINILM_CACHE_DIR", str(tmp_path))
+    tok, r = ByteChatTokenizer(), recipe(dpo_lora_layers=1, dpo_shuffle=True)
+    hist, info = instruct.run_llm_dpo(tiny(), tok, instruct.split_items(ITEMS * 4), r, progress=False)
+    assert not info["cached"] and hist["val_margin"][-1] > 0.05
+    assert info["trainable"] == trainable

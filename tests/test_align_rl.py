@@ -77,5 +77,12 @@ def test_grpo_raises_a_reward_a_tiny_model_can_find():
                       group_size=8, kl_coef=0.01, progress=False)
     assert len(hist["reward"]) == 25 and all(k >= 0 for k in hist["kl"])
     assert sum(hist["reward"][-5:]) / 5 > sum(hist["reward"][:5]) / 5 + 0.2, hist["reward"]
+    assert len(hist["flat"]) == 25 and all(0.0 <= f <= 1.0 for f in hist["flat"])
+    # a reward that pays every answer alike: every group is flat (all advantages 0) and nothing moves
+    before = [p.detach().clone() for p in policy.parameters()]
+    flat = train_grpo(policy, None, tok, tasks, lambda answer, heads: 0.5, "cpu", steps=2, lr=3e-3,
+                      prompts_per_step=2, group_size=4, progress=False)
+    assert flat["flat"] == [1.0, 1.0]
+    assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
     with pytest.raises(ValueError, match="group_size"):
         train_grpo(policy, ref, tok, tasks, starts_with_head, "cpu", steps=1, group_size=1)

@@ -9,7 +9,9 @@ from minilm.align.task import (
     Task,
     acrostic_splits,
     complete,
+    pass_gap,
     pass_rate,
+    passes,
     quatrain_of,
     with_random_heads,
 )
@@ -108,3 +110,24 @@ def test_complete_and_pass_rate_on_a_model_that_knows_one_answer():
     assert masked_loss(model, ex, tok.id(END), "cpu") < 0.05
     rate, answers = pass_rate(model, tok, [task], "cpu")
     assert (rate, answers) == (1.0, [POEM])
+
+
+def test_passes_and_the_paired_gap_between_two_stages():
+    tasks = [Task("春處夜花", POEM)] * 4
+    wrong = "秋" + POEM[1:]
+    assert passes([POEM, wrong, POEM, POEM], tasks) == [True, False, True, True]
+    with pytest.raises(ValueError, match="one answer per task"):
+        passes([POEM], tasks)
+    # 100 instructions: stage a passes 40 that b fails, b passes 10 that a fails, 50 alike (by hand below)
+    a = [True] * 40 + [False] * 10 + [True] * 30 + [False] * 20
+    b = [False] * 40 + [True] * 10 + [True] * 30 + [False] * 20
+    gap = pass_gap(a, b)
+    d = [1.0] * 40 + [-1.0] * 10 + [0.0] * 50  # per-instruction differences: mean 0.3
+    mean = sum(d) / 100
+    sd = (sum((x - mean) ** 2 for x in d) / 99) ** 0.5
+    assert gap["n"] == 100 and gap["mean"] == pytest.approx(0.30)
+    assert (gap["lo"], gap["hi"]) == pytest.approx((mean - 1.96 * sd / 10, mean + 1.96 * sd / 10))
+    assert gap["verdict"] == "ahead"
+    # a gap of 2 of 100 is within the noise; the reverse order is behind
+    assert pass_gap(a[:2] + [False] * 98, [False] * 100)["verdict"] == "no difference measured"
+    assert pass_gap(b, a)["verdict"] == "behind"

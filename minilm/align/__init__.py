@@ -6,7 +6,8 @@
 - `verifier`: the acrostic quatrain's checker, `check` -> `Verdict`, `reward`, `heads_of`
 - `task`: `Task`, `acrostic_splits` (instructions from the Tang corpus, held-out ones from unseen poems),
   `with_random_heads` (SFT examples whose heads can only be copied), `complete` (batched KV-cache answers),
-  `pass_rate` (the notebook's one metric)
+  `pass_rate` (the notebook's one metric), `passes` and `pass_gap` (one stage against another, with the
+  95 % interval of the difference)
 - `dpo`: `token_logprobs`, `sequence_logprobs`, `dpo_loss`, `make_pairs`, `train_dpo`
 - `rl`: `group_advantages`, `clipped_policy_loss`, `kl_to_reference`, `rollout`, `train_grpo`
 - `pipeline`: the chain on the course's Tang GPT, each stage cached: `chat_base`, `run_sft`, `run_dpo`,
@@ -14,14 +15,15 @@
 - `chat`: `chat_format` (a ChatTokenizer's or a transformers tokenizer's template and end token) for
   `minilm.generation`'s `chat_reply` and `chat_panel` (talk to a model: multi-turn, streamed)
 
-Imports the core, `minilm.data`, `minilm.models`, `minilm.training` and `minilm.generation`; nothing higher.
+Imports the core, `minilm.data`, `minilm.models`, `minilm.training`, `minilm.generation` and `minilm.finetune`
+(LoRA, the paired interval); nothing higher.
 """
 
 from .chat import chat_format
 from .dpo import LOG2, Pair, dpo_loss, make_pairs, sequence_logprobs, token_logprobs, train_dpo
 from .rl import clipped_policy_loss, group_advantages, kl_to_reference, rollout, train_grpo
 from .sft import masked_loss, masked_targets, pad_batch, sft_batches, sft_loss
-from .task import Task, acrostic_splits, complete, pass_rate, with_random_heads
+from .task import Task, acrostic_splits, complete, pass_gap, pass_rate, passes, with_random_heads
 from .template import (
     ASSISTANT,
     END,
@@ -39,7 +41,7 @@ __all__ = [
     "ASSISTANT", "END", "LOG2", "SPECIALS", "SYSTEM", "USER", "ChatTokenizer", "Pair", "Task", "Verdict",
     "acrostic_splits", "chat_format", "check", "clipped_policy_loss", "complete", "dpo_loss", "group_advantages",
     "grow_vocab",
-    "heads_of", "kl_to_reference", "make_pairs", "masked_loss", "masked_targets", "pad_batch", "pass_rate",
-    "prompt_ids", "render", "reward", "rollout", "sequence_logprobs", "sft_batches", "sft_loss", "token_logprobs",
+    "heads_of", "kl_to_reference", "make_pairs", "masked_loss", "masked_targets", "pad_batch", "pass_gap",
+    "pass_rate", "passes", "prompt_ids", "render", "reward", "rollout", "sequence_logprobs", "sft_batches", "sft_loss", "token_logprobs",
     "train_dpo", "train_grpo", "with_random_heads",
 ]

@@ -143,14 +143,16 @@ def reference_logprobs(reference: nn.Module, pairs: Sequence[Pair], pad_id: int,
 def train_dpo(policy: nn.Module, reference: nn.Module, pairs: Sequence[Pair], val_pairs: Sequence[Pair],
               pad_id: int, device: torch.device | str, steps: int = 100, lr: float = 1e-5, beta: float = 0.1,
               batch_size: int = 16, eval_interval: int = 25, seed: int = 0, nll_coef: float = 0.0,
-              progress: bool = True, eval_batch: int = 64) -> dict[str, list[float]]:
+              progress: bool = True, eval_batch: int = 64, shuffle: bool = False) -> dict[str, list[float]]:
     """Train `policy` (in place) on `pairs` by DPO against the frozen `reference`; returns the history
     {"step", "loss", "val_loss", "val_margin", "val_accuracy"} (val_* at every eval_interval steps).
 
     nll_coef > 0 adds that times the chosen answers' mean per-token negative log-likelihood (the SFT
     loss on them; Pang et al. 2024's "RPO"): DPO alone may lower the chosen answers' probability too,
     as long as the rejected ones fall faster. AdamW from the course's `make_optimizer` (no weight
-    decay), constant lr, gradients clipped to 1. eval_batch: pairs per forward pass when scoring (lower
+    decay), constant lr, gradients clipped to 1. shuffle=False draws each batch's pairs at random, with
+    replacement (steps * batch_size draws of N pairs leave about e^-1 = 37 % unseen when they are equal);
+    shuffle=True takes the pairs in a shuffled order, each once per pass, a new order each pass. eval_batch: pairs per forward pass when scoring (lower
     it for a large vocabulary: the logits of 2 * eval_batch sequences are held at once).
 
     `reference` may be `policy` itself when the policy starts equal to it (LoRA's B at zero): the
@@ -172,8 +174,14 @@ def train_dpo(policy: nn.Module, reference: nn.Module, pairs: Sequence[Pair], va
 
     evaluate(0)
     policy.train()
+    order = torch.empty(0, dtype=torch.long)  # shuffle: the pairs this pass has still to give
     for step in tqdm(range(1, steps + 1), disable=not progress, desc="DPO"):
-        pick = torch.randint(len(pairs), (batch_size,), generator=g)
+        if shuffle:
+            while len(order) < batch_size:
+                order = torch.cat([order, torch.randperm(len(pairs), generator=g)])
+            pick, order = order[:batch_size], order[batch_size:]
+        else:
+            pick = torch.randint(len(pairs), (batch_size,), generator=g)
         batch = [pairs[i] for i in pick.tolist()]
         pc, pr = pair_logprobs(policy, batch, pad_id, device, policy.block_size)
         loss, _, _ = dpo_loss(pc, pr, ref_train[0][pick], ref_train[1][pick], beta)

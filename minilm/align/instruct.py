@@ -114,9 +114,23 @@ def preference_pairs(tok, items: Sequence[dict]) -> list[Pair]:
             for e in items]
 
 
-def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, pattern: str = LORA_TARGETS) -> tuple[int, int]:
-    """LoRA on every block's matrices, everything else frozen; -> (trainable, total) parameters."""
-    apply_lora(model, pattern, rank=rank, alpha=alpha)
+def last_blocks_pattern(n_layer: int, last: int | None, pattern: str = LORA_TARGETS) -> str:
+    """`pattern` restricted to the last `last` of n_layer blocks (None: every block): blocks are named
+    "transformer.h.<i>", so last_blocks_pattern(30, 2) matches h.28 and h.29's matrices only."""
+    if last is None:
+        return pattern
+    if not 1 <= last <= n_layer:
+        raise ValueError(f"lora_layers={last}: give 1..{n_layer} (the model has {n_layer} blocks) or None for all")
+    blocks = "|".join(str(i) for i in range(n_layer - last, n_layer))
+    return rf"\.h\.({blocks})\.(?:{pattern})"
+
+
+def add_lora(model: nn.Module, rank: int = 8, alpha: float = 16.0, pattern: str = LORA_TARGETS,
+             last: int | None = None) -> tuple[int, int]:
+    """LoRA on the block matrices `pattern` names, in the last `last` blocks only (None: all), everything
+    else frozen; -> (trainable, total) parameters. Below the first block with LoRA nothing is trained, so
+    the backward pass stops there: LoRA on the last half of the blocks halves a step's backward cost."""
+    apply_lora(model, last_blocks_pattern(model.config.n_layer, last, pattern), rank=rank, alpha=alpha)
     mark_only_lora_trainable(model)
     return count_parameters(model)
 
@@ -179,11 +193,14 @@ class LLMRecipe:
     sft_steps: int
     sft_lr: float
     sft_batch: int
+    sft_lora_layers: int | None  # SFT's LoRA on the last this many blocks (None: all)
     dpo_pairs: int  # training pairs used by DPO (their reference log-probs are computed once)
     dpo_steps: int
     dpo_lr: float
     dpo_beta: float
     dpo_batch: int
+    dpo_lora_layers: int | None  # DPO's LoRA on the last this many blocks (None: all)
+    dpo_shuffle: bool  # True: each pair once per pass, in a shuffled order; False: batches drawn with replacement
     n_val: int | None  # validation items scored (None: all 55)
     n_test: int | None  # test items scored, once, at the end (None: all 110)
 
@@ -239,7 +256,7 @@ def run_llm_sft(model: nn.Module, tok, items: dict[str, list[dict]], r: LLMRecip
     """SFT of `model` (LoRA added here) on the first r.sft_items training items' answers with the masked
     loss, by the course's training loop -> (history {"steps", "train_loss", "val_loss", "step_loss"}, info
     {"seconds", "cached", "trainable", "total"}: cached_lora's, plus the LoRA and all parameter counts)."""
-    counts = add_lora(model, r.lora_rank, r.lora_alpha)
+    counts = add_lora(model, r.lora_rank, r.lora_alpha, last=r.sft_lora_layers)
     rows = {s: sft_rows(tok, items[s][:n], r.block_size)
             for s, n in (("train", r.sft_items), ("val", r.n_val))}
     device = next(model.parameters()).device
@@ -266,7 +283,7 @@ def run_llm_dpo(model: nn.Module, tok, items: dict[str, list[dict]], r: LLMRecip
     """DPO of `model` (LoRA added here; the reference is `model` before the first step) on the first
     r.dpo_pairs training pairs, with the validation margin and accuracy at the start, half way and at the
     end -> (train_dpo's history, info as run_llm_sft's)."""
-    counts = add_lora(model, r.lora_rank, r.lora_alpha)
+    counts = add_lora(model, r.lora_rank, r.lora_alpha, last=r.dpo_lora_layers)
     pairs = preference_pairs(tok, items["train"][:r.dpo_pairs])
     val = preference_pairs(tok, items["val"][:r.n_val])
     device = next(model.parameters()).device
@@ -275,7 +292,7 @@ def run_llm_dpo(model: nn.Module, tok, items: dict[str, list[dict]], r: LLMRecip
         torch.manual_seed(0)
         return train_dpo(model, model, pairs, val, pad_id(tok), device, steps=r.dpo_steps, lr=r.dpo_lr,
                          beta=r.dpo_beta, batch_size=r.dpo_batch, eval_interval=max(1, r.dpo_steps // 2),
-                         eval_batch=r.dpo_batch, progress=progress)
+                         eval_batch=r.dpo_batch, progress=progress, shuffle=r.dpo_shuffle)
 
     history, info = cached_lora("smollm2-dpo", _key(model, r, "dpo"), model, build, progress)
     return history, {**info, "trainable": counts[0], "total": counts[1]}
@@ -293,6 +310,7 @@ __all__ = [
     "end_id",
     "exact_match",
     "instruction_items",
+    "last_blocks_pattern",
     "llm_recipe",
     "masked_val_loss",
     "normalise",

@@ -74,8 +74,9 @@ def train_grpo(
     inner_steps: int = 2, temperature: float = 1.0, seed: int = 0, progress: bool = True,
     callback: Callable[[int, dict], None] | None = None,
 ) -> dict[str, list[float]]:
-    """Train `policy` (in place) by GRPO on `tasks`; returns {"step", "reward", "kl", "passed"} per step
-    (mean reward of the step's samples, the KL estimate, share of samples scoring 1).
+    """Train `policy` (in place) by GRPO on `tasks`; returns {"step", "reward", "kl", "passed", "flat"} per
+    step (mean reward of the step's samples, the KL estimate, share of samples scoring 1, share of groups
+    whose answers all scored alike: their advantages are all 0, so they teach nothing).
 
     Each step samples prompts_per_step x group_size answers, then takes `inner_steps` clipped gradient
     steps on them (the first has ratio 1; the clip matters for the next). kl_coef=0: no KL term (the KL
@@ -86,7 +87,7 @@ def train_grpo(
     opt = make_optimizer(policy, TrainConfig(learning_rate=lr, weight_decay=0.0))
     g = torch.Generator().manual_seed(seed)
     pad = tok.id(END)  # right padding; its targets are -1
-    hist: dict[str, list[float]] = {"step": [], "reward": [], "kl": [], "passed": []}
+    hist: dict[str, list[float]] = {"step": [], "reward": [], "kl": [], "passed": [], "flat": []}
     use_ref = reference is not None  # the KL is measured whenever there is a reference, trained on if kl_coef > 0
     bar = tqdm(range(1, steps + 1), disable=not progress, desc="GRPO")
     for step in bar:
@@ -117,6 +118,7 @@ def train_grpo(
         hist["reward"].append(float(rewards.mean()))
         hist["kl"].append(float(kl.detach()))
         hist["passed"].append(float((rewards >= 1.0).float().mean()))
+        hist["flat"].append(float((rewards == rewards[:, :1]).all(dim=1).float().mean()))  # (P, G) -> share
         bar.set_postfix(reward=f"{hist['reward'][-1]:.3f}")
         if callback is not None:
             callback(step, hist)

@@ -4,6 +4,7 @@ rate of a model answering them.
 
     splits = acrostic_splits(load_text("tang"), n_val=200, n_test=300)
     rate, answers = pass_rate(model, tok, splits["test"], device)
+    gap = pass_gap(passes(dpo_answers, tasks), passes(sft_answers, tasks))  # DPO - SFT, with its interval
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..finetune.review_gpt import paired_gap
 from ..generation.sampling import generate
 from .template import END, ChatTokenizer, prompt_ids, render
 from .verifier import check, heads_of, lines_of
@@ -141,5 +143,20 @@ def pass_rate(model: nn.Module, tok: ChatTokenizer, tasks: Sequence[Task], devic
     g = torch.Generator().manual_seed(seed)
     answers = [answer_text(a, tok) for a in complete(model, tok, prompts, temperature=temperature,
                                                       generator=g, device=device)]
-    passed = sum(check(a, t.heads).passed for a, t in zip(answers, tasks, strict=True))
-    return passed / max(len(tasks), 1), answers
+    return sum(passes(answers, tasks)) / max(len(tasks), 1), answers
+
+
+def passes(answers: Sequence[str], tasks: Sequence[Task]) -> list[bool]:
+    """Whether each answer passes the verifier for its task (the answers of `pass_rate`, in order)."""
+    if len(answers) != len(tasks):
+        raise ValueError(f"{len(answers)} answers for {len(tasks)} tasks: give one answer per task, in order")
+    return [check(a, t.heads).passed for a, t in zip(answers, tasks, strict=True)]
+
+
+def pass_gap(passed_a: Sequence[bool], passed_b: Sequence[bool]) -> dict[str, float | int | str]:
+    """Stage a's pass rate minus stage b's, on the same instructions, with its 95 % interval: the paired gap
+    of the per-instruction outcomes (1 passes, 0 fails; `minilm.finetune.paired_gap`, a t interval over the
+    instructions) -> {"n", "mean", "sd", "lo", "hi", "verdict"}. The verdict is "ahead" only when the whole
+    interval lies above 0, "behind" below, else "no difference measured": on 300 instructions a gap of a
+    few points is within the noise."""
+    return paired_gap([float(p) for p in passed_a], [float(p) for p in passed_b])
