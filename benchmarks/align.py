@@ -4,6 +4,7 @@
     python benchmarks/align.py --preset smoke        # seconds: a sanity run
     python benchmarks/align.py --sweep sft           # the validation sweeps behind minilm.recipes.ALIGN
     python benchmarks/align.py --sweep dpo --sweep rl --json out.json
+    python benchmarks/align.py --sweep rl_steps      # GRPO for longer than the recipe
 
 The protocol: every setting in minilm.recipes.ALIGN was chosen on the validation instructions (the sweeps
 print validation figures only); the default run reads the test instructions once per stage, after all
@@ -45,6 +46,7 @@ SWEEPS = {  # name -> list of overrides, each run on the validation instructions
     "dpo": [{"lr": lr, "beta": b} for lr in (1e-5, 3e-5, 1e-4) for b in (0.1, 0.5)]
     + [{"lr": lr, "beta": 0.1, "nll": 1.0} for lr in (1e-5, 3e-5, 1e-4)],
     "rl": [{"lr": lr, "kl": kl} for lr in (1e-5, 3e-5, 1e-4) for kl in (0.0, 0.05)],
+    "rl_steps": [{"steps": n} for n in (150, 300)],  # the recipe's lr and KL, longer
 }
 
 
