@@ -10,8 +10,9 @@ The protocol: every setting in minilm.recipes.ALIGN was chosen on the validation
 print validation figures only); the default run reads the test instructions once per stage, after all
 training. "DPO above SFT" and "RL 15 points above SFT" are judged on the paired difference over the same test
 instructions with its 95 % interval (minilm.align.pass_gap): met only when the interval lies above 0 (and,
-for RL, the difference is at least 15 points); a gap whose interval covers 0 is "no difference measured". Stages are cached (cache_root()/models/tang-*.pt): a stage's time is the time it took when it was
-built, stored with it; pass --fresh to rebuild every stage of this run (a fresh cache folder).
+for RL, the difference is at least 15 points); a gap whose interval covers 0 is "no difference measured".
+Stages are cached (cache_root()/models/tang-*.pt): a stage's time is the time it took when it was built,
+stored with it; pass --fresh to rebuild every stage of this run (a fresh cache folder).
 A target not met is printed NOT MET with the measured figure.
 """
 

@@ -40,8 +40,7 @@ from .verifier import Verdict, check, heads_of, reward
 __all__ = [
     "ASSISTANT", "END", "LOG2", "SPECIALS", "SYSTEM", "USER", "ChatTokenizer", "Pair", "Task", "Verdict",
     "acrostic_splits", "chat_format", "check", "clipped_policy_loss", "complete", "dpo_loss", "group_advantages",
-    "grow_vocab",
-    "heads_of", "kl_to_reference", "make_pairs", "masked_loss", "masked_targets", "pad_batch", "pass_gap",
-    "pass_rate", "passes", "prompt_ids", "render", "reward", "rollout", "sequence_logprobs", "sft_batches", "sft_loss", "token_logprobs",
-    "train_dpo", "train_grpo", "with_random_heads",
+    "grow_vocab", "heads_of", "kl_to_reference", "make_pairs", "masked_loss", "masked_targets", "pad_batch",
+    "pass_gap", "pass_rate", "passes", "prompt_ids", "render", "reward", "rollout", "sequence_logprobs",
+    "sft_batches", "sft_loss", "token_logprobs", "train_dpo", "train_grpo", "with_random_heads",
 ]

@@ -152,8 +152,9 @@ def train_dpo(policy: nn.Module, reference: nn.Module, pairs: Sequence[Pair], va
     as long as the rejected ones fall faster. AdamW from the course's `make_optimizer` (no weight
     decay), constant lr, gradients clipped to 1. shuffle=False draws each batch's pairs at random, with
     replacement (steps * batch_size draws of N pairs leave about e^-1 = 37 % unseen when they are equal);
-    shuffle=True takes the pairs in a shuffled order, each once per pass, a new order each pass. eval_batch: pairs per forward pass when scoring (lower
-    it for a large vocabulary: the logits of 2 * eval_batch sequences are held at once).
+    shuffle=True takes the pairs in a shuffled order, each once per pass, a new order each pass.
+    eval_batch: pairs per forward pass when scoring (lower it for a large vocabulary: the logits of
+    2 * eval_batch sequences are held at once).
 
     `reference` may be `policy` itself when the policy starts equal to it (LoRA's B at zero): the
     reference's log-probabilities are all computed before the first step."""

@@ -120,7 +120,8 @@ def last_blocks_pattern(n_layer: int, last: int | None, pattern: str = LORA_TARG
     if last is None:
         return pattern
     if not 1 <= last <= n_layer:
-        raise ValueError(f"lora_layers={last}: give 1..{n_layer} (the model has {n_layer} blocks) or None for all")
+        raise ValueError(f"LoRA on the last {last} blocks (a recipe's sft_/dpo_lora_layers): give 1..{n_layer} "
+                         f"(the model has {n_layer} blocks), or None for all of them")
     blocks = "|".join(str(i) for i in range(n_layer - last, n_layer))
     return rf"\.h\.({blocks})\.(?:{pattern})"
 
