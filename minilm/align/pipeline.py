@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
-from ..data.batching import char_data, get_batch
+from ..data.batching import char_data, get_batch, train_val_split
 from ..data.datasets import cache_root, load_text
 from ..presets import preset as active_preset
 from ..recipes import settings
@@ -149,8 +149,8 @@ def _key(parent: nn.Module, r: AlignRecipe, splits: dict[str, list[Task]], **set
 
 def head_alphabet() -> str:
     """Every Chinese character of the pretraining part of the Tang text, sorted: where random heads come from."""
-    text = load_text(DATASET)
-    return "".join(sorted(set(HAN_CHAR.findall(text[:round(len(text) * (1 - VAL_FRACTION))]))))
+    pretraining_part = train_val_split(load_text(DATASET), VAL_FRACTION)[0]  # the cut acrostic_splits uses too
+    return "".join(sorted(set(HAN_CHAR.findall(pretraining_part))))
 
 
 def run_sft(base: nn.Module, tok: ChatTokenizer, splits: dict[str, list[Task]], r: AlignRecipe,

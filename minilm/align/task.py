@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..data.batching import train_val_split
 from ..finetune.review_gpt import paired_gap
 from ..generation.sampling import generate
 from .template import END, ChatTokenizer, prompt_ids, render
@@ -57,7 +58,7 @@ def acrostic_splits(text: str, n_val: int, n_test: int, val_fraction: float = 0.
     whose heads also head a training task are dropped: a held-out instruction is never seen in training.
     `test_skip`: held-out tasks passed over between validation and test (a test split retired once it was read:
     the next one has never been seen by anyone)."""
-    cut = round(len(text) * (1 - val_fraction))  # the pretraining split, in characters
+    cut = len(train_val_split(text, val_fraction)[0])  # the pretraining split, in characters
     train, held, start = [], [], 0
     for line in text.split("\n"):
         end = start + len(line)
